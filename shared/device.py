@@ -1,0 +1,68 @@
+"""Device, precision and seeding helpers shared by every chapter."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+
+# MPS (Apple GPUs) gave wrong results for some of the operations the course uses before PyTorch 2.9,
+# so older versions fall back to the CPU there.
+MIN_TORCH_FOR_MPS = (2, 9)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to train on: CUDA, then MPS (torch >= 2.9 only), then the CPU.
+
+    ``prefer`` (or the environment variable ``LLMFS_DEVICE``) forces a choice, e.g. "cpu".
+    """
+    prefer = prefer or os.environ.get("LLMFS_DEVICE")
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available() and _torch_version() >= MIN_TORCH_FOR_MPS:
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has bf16 matrix units (Intel AMX or AVX512-BF16)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_dtype(device: torch.device | str) -> torch.dtype:
+    """The lower precision worth using for training on ``device``.
+
+    bf16 where the hardware computes it natively (recent NVIDIA GPUs, CPUs with AMX or AVX512-BF16),
+    fp16 on older GPUs (use it with ``torch.amp.GradScaler``), fp32 otherwise.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def set_seed(seed: int = 123) -> None:
+    """Seed Python's, NumPy's (if installed) and PyTorch's random generators."""
+    random.seed(seed)
+    try:
+        import numpy as np
+    except ImportError:
+        pass
+    else:
+        np.random.seed(seed)
+    torch.manual_seed(seed)
