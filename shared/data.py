@@ -124,7 +124,9 @@ def _lookup(name: str | DataFile) -> DataFile:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise DataError(f"No data file is registered as {name!r}; known files: {', '.join(REGISTRY)}") from None
+        raise DataError(
+            f"No data file is registered as {name!r}; known files: {', '.join(REGISTRY)}"
+        ) from None
 
 
 def fetch(name: str | DataFile, *, progress: bool = True) -> Path:
@@ -156,7 +158,9 @@ def fetch(name: str | DataFile, *, progress: bool = True) -> Path:
             return cached
         except (OSError, http.client.HTTPException, zipfile.BadZipFile, DataError) as err:
             failures.append(f"  {url}: {err}")
-    where = f"{MIRROR_ENV}={mirror} has no file named {entry.name!r}" if mirror else f"{MIRROR_ENV} is not set"
+    where = (
+        f"{MIRROR_ENV}={mirror} has no file named {entry.name!r}" if mirror else f"{MIRROR_ENV} is not set"
+    )
     raise DataError(
         f"Could not get {entry.name!r}. Tried:\n" + "\n".join(failures) + "\n"
         f"If this machine is offline, copy the file ({entry.size:,} bytes, sha256 {entry.sha256}) "
@@ -173,7 +177,9 @@ def _download(url: str, entry: DataFile, dest: Path, progress: bool) -> None:
             expected = response.headers.get("Content-Length")
             expected = int(expected) if expected else None
             written = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, desc=entry.name, disable=not progress) as bar:
+            with tqdm(
+                total=expected, unit="B", unit_scale=True, desc=entry.name, disable=not progress
+            ) as bar:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     written += len(chunk)
@@ -210,11 +216,14 @@ TIKTOKEN_GPT2_CACHE_KEYS = {
 }
 
 
-def seed_tiktoken_cache() -> Path:
+def seed_tiktoken_cache() -> Path | None:
     """Make ``tiktoken.get_encoding("gpt2")`` work offline by filling tiktoken's cache from ``fetch``.
 
     Uses ``$TIKTOKEN_CACHE_DIR`` when set; otherwise sets it to ``<cache_dir>/tiktoken`` for this process.
     """
+    if os.environ.get("TIKTOKEN_CACHE_DIR") == "":
+        # An empty value switches tiktoken's cache off: respect that, tiktoken will download instead.
+        return None
     cache = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache_dir() / "tiktoken")))
     cache.mkdir(parents=True, exist_ok=True)
     for name, key in TIKTOKEN_GPT2_CACHE_KEYS.items():
