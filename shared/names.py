@@ -4,5 +4,11 @@ Where each public name of the course lives, for `from shared import ...`.
 """
 
 NAMES = {
+    "split_words": "ch02_tokenizer.tokenizer",
+    "build_word_vocab": "ch02_tokenizer.tokenizer",
+    "SimpleTokenizerV1": "ch02_tokenizer.tokenizer",
+    "SimpleTokenizerV2": "ch02_tokenizer.tokenizer",
+    "GPTDatasetV1": "ch02_tokenizer.tokenizer",
+    "create_dataloader_v1": "ch02_tokenizer.tokenizer",
     "MultiHeadAttention": "ch03_attention.attention",
 }
