@@ -9,12 +9,15 @@ import torch.nn.functional as F
 
 
 def _check_input(x, d_in, context_length=None, min_dim=3):
-    """Raise a clear error when ``x`` is not a (batch, num_tokens, d_in) tensor the module can handle."""
+    """Raise a clear error unless ``x`` is a (batch, num_tokens, d_in) tensor the module can handle.
+
+    ``min_dim=2`` also accepts a single unbatched (num_tokens, d_in) sequence, as the early classes do.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
     shape = "(batch, num_tokens, d_in)" if min_dim == 3 else "(num_tokens, d_in) or (batch, num_tokens, d_in)"
-    if x.dim() < min_dim or x.dim() > 3:
-        hint = " (for a single sequence, add a batch dimension with x.unsqueeze(0))" if x.dim() == 2 else ""
+    if not min_dim <= x.dim() <= 3:
+        hint = "; for a single sequence add a batch dimension with x.unsqueeze(0)" if x.dim() == 2 else ""
         raise ValueError(f"expected input of shape {shape}, got shape {tuple(x.shape)}{hint}")
     if x.shape[-1] != d_in:
         raise ValueError(f"expected the last dimension to be d_in={d_in}, got shape {tuple(x.shape)}")
@@ -26,21 +29,117 @@ def _check_input(x, d_in, context_length=None, min_dim=3):
         )
 
 
+class SelfAttention_v1(nn.Module):
+    """Self-attention with its three weight matrices stored as raw ``nn.Parameter``s (section 3.4.2).
+
+    Maps (num_tokens, d_in) or (batch, num_tokens, d_in) to (..., num_tokens, d_out). No mask, no dropout.
+    """
+
+    def __init__(self, d_in, d_out):
+        super().__init__()
+        self.d_out = d_out
+        # Uniform [0, 1) values, as in the step-by-step walk-through; v2 uses nn.Linear's better init.
+        self.W_query = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_key = nn.Parameter(torch.rand(d_in, d_out))
+        self.W_value = nn.Parameter(torch.rand(d_in, d_out))
+
+    def forward(self, x):
+        _check_input(x, self.W_query.shape[0], min_dim=2)
+        queries = x @ self.W_query
+        keys = x @ self.W_key
+        values = x @ self.W_value
+        scores = queries @ keys.transpose(-2, -1)  # every query against every key
+        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
+        return weights @ values
+
+
+class SelfAttention_v2(nn.Module):
+    """Same computation as ``SelfAttention_v1``, with ``nn.Linear`` layers holding the weights.
+
+    nn.Linear stores its matrix transposed, (d_out, d_in), and starts from a scaled random init that
+    trains better than torch.rand; ``qkv_bias=True`` adds a bias vector to each projection.
+    """
+
+    def __init__(self, d_in, d_out, qkv_bias=False):
+        super().__init__()
+        self.d_out = d_out
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+
+    def forward(self, x):
+        _check_input(x, self.W_query.in_features, min_dim=2)
+        queries = self.W_query(x)
+        keys = self.W_key(x)
+        values = self.W_value(x)
+        scores = queries @ keys.transpose(-2, -1)
+        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
+        return weights @ values
+
+
+class CausalAttention(nn.Module):
+    """Single-head causal self-attention with dropout on the attention weights (section 3.5.3).
+
+    Maps (batch, num_tokens, d_in) to (batch, num_tokens, d_out); token i only sees tokens 0..i.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, qkv_bias=False):
+        super().__init__()
+        self.d_out = d_out
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.dropout = nn.Dropout(dropout)
+        # A buffer moves with .to(device) and is saved in the state_dict, but is not trained.
+        self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
+
+    def forward(self, x):
+        _check_input(x, self.W_query.in_features, self.mask.shape[0])
+        num_tokens = x.shape[1]
+        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
+        scores = queries @ keys.transpose(1, 2)  # (batch, num_tokens, num_tokens)
+        # Shorter inputs use the top-left corner of the mask; -inf becomes exactly 0 after softmax.
+        scores = scores.masked_fill(self.mask.bool()[:num_tokens, :num_tokens], -torch.inf)
+        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
+        weights = self.dropout(weights)
+        return weights @ values
+
+
+class MultiHeadAttentionWrapper(nn.Module):
+    """``num_heads`` independent ``CausalAttention`` heads whose outputs are concatenated.
+
+    Each head maps d_in to d_out, so the output has d_out * num_heads features (section 3.6.1).
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be at least 1, got {num_heads}")
+        self.heads = nn.ModuleList(
+            [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias) for _ in range(num_heads)]
+        )
+
+    def forward(self, x):
+        # The heads run one after another; MultiHeadAttention below computes them all in one go.
+        return torch.cat([head(x) for head in self.heads], dim=-1)
+
+
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention: all heads share one query, key and value projection.
 
-    Output shape (batch, num_tokens, d_out); each of the ``num_heads`` heads works on a
-    ``d_out // num_heads`` slice of the projections. ``use_sdpa=True`` (also settable later) swaps the
-    explicit softmax(QK^T / sqrt(d)) V for PyTorch's fused ``scaled_dot_product_attention``: same
-    function, faster, but its dropout draws different random numbers.
+    Maps (batch, num_tokens, d_in) to (batch, num_tokens, d_out); each of the ``num_heads`` heads works
+    on a ``d_out // num_heads`` slice of the projections. ``use_sdpa=True`` (also settable later) swaps
+    the explicit softmax(QK^T / sqrt(head_dim)) V for PyTorch's fused ``scaled_dot_product_attention``:
+    the same function, faster, but its dropout draws different random numbers.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, use_sdpa=False):
         super().__init__()
         if num_heads < 1 or d_out % num_heads != 0:
+            nearest = max(num_heads, 1) * max(round(d_out / max(num_heads, 1)), 1)
             raise ValueError(
-                f"d_out ({d_out}) must be divisible by num_heads ({num_heads}) so every head gets an "
-                f"equal slice; pick e.g. d_out={max(num_heads, 1) * max(d_out // max(num_heads, 1), 1)}"
+                f"d_out ({d_out}) must be divisible by num_heads ({num_heads}) so that every head gets "
+                f"an equal slice; use e.g. d_out={nearest}, or a num_heads that divides {d_out}"
             )
         self.d_out = d_out
         self.num_heads = num_heads
@@ -48,14 +147,14 @@ class MultiHeadAttention(nn.Module):
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.out_proj = nn.Linear(d_out, d_out)  # mixes what the heads found
+        self.out_proj = nn.Linear(d_out, d_out)  # lets the model mix what the separate heads found
         self.dropout = nn.Dropout(dropout)
         # 1 above the diagonal = "future token, hide it". Persistent so state_dicts match the book's.
         self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
         self.use_sdpa = use_sdpa
 
     def _split_heads(self, t):
-        # (b, T, d_out) -> (b, T, heads, head_dim) -> (b, heads, T, head_dim): heads act like a batch dim
+        # (b, T, d_out) -> (b, T, heads, head_dim) -> (b, heads, T, head_dim): heads act as a batch dim
         b, num_tokens, _ = t.shape
         return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
@@ -67,8 +166,8 @@ class MultiHeadAttention(nn.Module):
         values = self._split_heads(self.W_value(x))
 
         if self.use_sdpa:
-            dropout_p = self.dropout.p if self.training else 0.0
-            context = F.scaled_dot_product_attention(queries, keys, values, dropout_p=dropout_p, is_causal=True)
+            p = self.dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
         else:
             scores = queries @ keys.transpose(2, 3)  # (b, heads, T, T)
             future = self.mask.bool()[:num_tokens, :num_tokens]
@@ -77,11 +176,15 @@ class MultiHeadAttention(nn.Module):
             weights = self.dropout(weights)
             context = weights @ values  # (b, heads, T, head_dim)
 
-        # back to (b, T, heads, head_dim), then glue the heads together along the feature axis
+        # back to (b, T, heads, head_dim), then lay the heads side by side: (b, T, d_out)
         context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)
         return self.out_proj(context)
 
 
 __all__ = [
+    "SelfAttention_v1",
+    "SelfAttention_v2",
+    "CausalAttention",
+    "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
 ]

@@ -10,5 +10,9 @@ NAMES = {
     "SimpleTokenizerV2": "ch02_tokenizer.tokenizer",
     "GPTDatasetV1": "ch02_tokenizer.tokenizer",
     "create_dataloader_v1": "ch02_tokenizer.tokenizer",
+    "SelfAttention_v1": "ch03_attention.attention",
+    "SelfAttention_v2": "ch03_attention.attention",
+    "CausalAttention": "ch03_attention.attention",
+    "MultiHeadAttentionWrapper": "ch03_attention.attention",
     "MultiHeadAttention": "ch03_attention.attention",
 }
