@@ -10,6 +10,8 @@ NAMES = {
     "SimpleTokenizerV2": "ch02_tokenizer.tokenizer",
     "GPTDatasetV1": "ch02_tokenizer.tokenizer",
     "create_dataloader_v1": "ch02_tokenizer.tokenizer",
+    "GPT2_SPLIT_PATTERN": "ch02_tokenizer.bpe",
+    "BPETokenizer": "ch02_tokenizer.bpe",
     "SelfAttention_v1": "ch03_attention.attention",
     "SelfAttention_v2": "ch03_attention.attention",
     "CausalAttention": "ch03_attention.attention",

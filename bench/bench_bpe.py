@@ -1,0 +1,154 @@
+"""Benchmark BPETokenizer (ch02_tokenizer/bpe.py) against baselines measured in the same process.
+
+The text is the-verdict.txt, the SMS Spam Collection and instruction-data.json joined by ``<|endoftext|>``
+(about 0.7 MB). Three measurements:
+
+1. Training a 1,000-token vocabulary (256 bytes + 743 merges + ``<|endoftext|>``): the incremental trainer
+   of ``BPETokenizer.train`` against the straightforward trainer below, which recounts every pair after
+   every merge. Both work on the distinct pieces with their counts (the naive one would be far slower on
+   the raw list of pieces), and the script checks that both learn the same merges in the same order.
+2. Encoding the text with GPT-2's merges, in MB/s of UTF-8: ``tiktoken`` (Rust) against ``BPETokenizer``
+   with a cold piece cache (every distinct piece goes through BPE) and a warm one (a second pass).
+3. Peak memory of training (tracemalloc), as a multiple of the text's size (the naive trainer's too).
+
+    python bench/bench_bpe.py                       # everything, the naive trainer in full (about a minute)
+    python bench/bench_bpe.py --naive-merges 150    # naive trainer on the first 150 merges, extrapolated
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from collections import Counter
+from itertools import pairwise
+
+import regex
+
+from ch02_tokenizer.bpe import GPT2_SPLIT_PATTERN, BPETokenizer
+from shared.data import fetch, gpt2_encoding
+
+SPECIAL = "<|endoftext|>"
+FILES = ["the-verdict.txt", "SMSSpamCollection", "instruction-data.json"]
+
+
+def naive_train(text: str, vocab_size: int, special_tokens=(), max_merges: int | None = None):
+    """The textbook trainer: count all pairs, merge the winner everywhere, repeat. Same tie rule.
+
+    Returns the merges as (bytes, bytes). `max_merges` stops early (for timing a prefix of the run).
+    """
+    split_re = regex.compile(GPT2_SPLIT_PATTERN)
+    chunks = regex.split("|".join(map(regex.escape, special_tokens)), text) if special_tokens else [text]
+    pieces = Counter(piece for chunk in chunks for piece in split_re.findall(chunk))
+    words, freqs = [list(p.encode("utf-8")) for p in pieces], list(pieces.values())
+    token_bytes = [bytes([i]) for i in range(256)]
+    n_merges = vocab_size - 256 - len(special_tokens)
+    if max_merges is not None:
+        n_merges = min(n_merges, max_merges)
+    merges = []
+    for _ in range(n_merges):
+        counts = Counter()
+        for word, freq in zip(words, freqs, strict=True):
+            for pair in pairwise(word):
+                counts[pair] += freq
+        if not counts:
+            break
+        # most frequent; ties: greatest (left bytes, right bytes); then the smaller ids (as the heap does)
+        a, b = max(counts, key=lambda p: (counts[p], token_bytes[p[0]], token_bytes[p[1]], -p[0], -p[1]))
+        new = len(token_bytes)
+        token_bytes.append(token_bytes[a] + token_bytes[b])
+        merges.append((token_bytes[a], token_bytes[b]))
+        for wi, word in enumerate(words):
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            words[wi] = out
+    return merges
+
+
+def best_of(repeats: int, fn, setup=lambda: None) -> float:
+    times = []
+    for _ in range(repeats):
+        setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--vocab-size", type=int, default=1000)
+    parser.add_argument(
+        "--naive-merges", type=int, default=None, help="time the naive trainer on this many merges"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs for the fast timings")
+    args = parser.parse_args()
+
+    text = SPECIAL.join(fetch(name).read_text(encoding="utf-8") for name in FILES)
+    n_bytes = len(text.encode("utf-8"))
+    print(f"text: {' + '.join(FILES)}, {len(text):,} characters, {n_bytes / 1e6:.2f} MB as UTF-8")
+
+    # 1. training speed
+    n_merges = args.vocab_size - 257
+    print(f"\ntraining a {args.vocab_size:,}-token vocabulary ({n_merges} merges + {SPECIAL}):")
+    tok = BPETokenizer()
+    fast_s = best_of(args.repeats, lambda: tok.train(text, args.vocab_size, special_tokens=[SPECIAL]))
+    start = time.perf_counter()
+    naive = naive_train(text, args.vocab_size, [SPECIAL], max_merges=args.naive_merges)
+    naive_s = time.perf_counter() - start
+    assert naive == tok.merges[: len(naive)], "the naive and the incremental trainer disagree"
+    print(f"  incremental (BPETokenizer.train)     {fast_s:7.2f} s")
+    if len(naive) < n_merges:
+        per_merge = naive_s / len(naive)
+        naive_s = per_merge * n_merges
+        print(
+            f"  naive, first {len(naive)} merges            {per_merge * len(naive):7.2f} s "
+            f"-> {naive_s:.1f} s for {n_merges} merges, extrapolated at {per_merge * 1e3:.1f} ms per merge"
+        )
+    else:
+        print(f"  naive (recounts all pairs per merge) {naive_s:7.2f} s")
+    print(f"  same merges in the same order: yes ({len(naive)} compared)")
+    print(f"  speed-up: {naive_s / fast_s:.0f}x (goal: at least 10x)")
+
+    # 2. encoding speed
+    print(f"\nencoding with GPT-2's merges (best of {args.repeats}):")
+    reference = gpt2_encoding()
+    gpt2 = BPETokenizer.from_gpt2_files(fetch("encoder.json"), fetch("vocab.bpe"))
+    ids = gpt2.encode(text, allowed_special="all")
+    assert ids == reference.encode(text, allowed_special="all"), "ids differ from tiktoken"
+    tik_s = best_of(args.repeats, lambda: reference.encode(text, allowed_special="all"))
+    # cold: empty the piece cache before each run (private attribute; the benchmark's business only)
+    cold_s = best_of(args.repeats, lambda: gpt2.encode(text, allowed_special="all"), setup=gpt2._cache.clear)
+    warm_s = best_of(args.repeats, lambda: gpt2.encode(text, allowed_special="all"))
+    mbps = {name: n_bytes / 1e6 / s for name, s in [("tiktoken", tik_s), ("cold", cold_s), ("warm", warm_s)]}
+    print(f"  tiktoken (Rust)                 {mbps['tiktoken']:6.2f} MB/s")
+    for kind in ["cold", "warm"]:
+        ratio = mbps[kind] / mbps["tiktoken"]
+        print(f"  BPETokenizer, {kind} piece cache  {mbps[kind]:6.2f} MB/s = {ratio:.2f}x tiktoken")
+    print(f"  {len(ids):,} tokens, identical to tiktoken's (goal: at least 0.1x tiktoken, cold)")
+
+    # 3. training memory (the naive trainer's peak, for scale, is reached in its first merges)
+    peaks = {}
+    for name, train in [
+        ("incremental", lambda: BPETokenizer().train(text, args.vocab_size, special_tokens=[SPECIAL])),
+        ("naive, 20 merges", lambda: naive_train(text, args.vocab_size, [SPECIAL], max_merges=20)),
+    ]:
+        tracemalloc.start()
+        train()
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    print(f"\npeak memory while training (tracemalloc), text {n_bytes / 1e6:.2f} MB:")
+    for name, peak in peaks.items():
+        print(f"  {name:18s} {peak / 1e6:5.1f} MB = {peak / n_bytes:4.1f}x the text")
+
+
+if __name__ == "__main__":
+    main()
