@@ -225,6 +225,26 @@ def _token_set(value, name):
     return frozenset(value)
 
 
+def _join_token_bytes(vocab, ids):
+    # The bytes of the tokens `ids`, with clear errors for anything that is not a known id.
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"ids must be a sequence of token ids (ints), got {type(ids).__name__}")
+    ids = ids if isinstance(ids, (list, tuple)) else list(ids)
+    try:
+        return b"".join(map(vocab.__getitem__, ids))
+    except (KeyError, TypeError):
+        pass  # find the culprit for the error message (or accept ids like numpy or torch integers)
+    checked = []
+    for i in ids:
+        try:
+            checked.append(operator.index(i))
+        except TypeError:
+            raise TypeError(f"token ids must be integers, got {i!r} ({type(i).__name__})") from None
+        if checked[-1] not in vocab:
+            raise ValueError(f"unknown token id {checked[-1]}: this tokenizer has ids 0 to {max(vocab)}")
+    return b"".join(map(vocab.__getitem__, checked))
+
+
 class _Codec:
     def encode(self, text, *, allowed_special=frozenset(), disallowed_special="all"):
         """Text -> token ids, with tiktoken's rules for special tokens.
@@ -259,24 +279,7 @@ class _Codec:
 
     def decode_bytes(self, ids):
         """Token ids -> the bytes they stand for."""
-        if isinstance(ids, (str, bytes)):
-            raise TypeError(f"ids must be a sequence of token ids (ints), got {type(ids).__name__}")
-        ids = ids if isinstance(ids, (list, tuple)) else list(ids)
-        try:
-            return b"".join(map(self._vocab.__getitem__, ids))
-        except (KeyError, TypeError):
-            pass  # find the culprit for the error message (or accept ids like numpy or torch integers)
-        checked = []
-        for i in ids:
-            try:
-                checked.append(operator.index(i))
-            except TypeError:
-                raise TypeError(f"token ids must be integers, got {i!r} ({type(i).__name__})") from None
-            if checked[-1] not in self._vocab:
-                raise ValueError(
-                    f"unknown token id {checked[-1]}: this tokenizer has ids 0 to {max(self._vocab)}"
-                )
-        return b"".join(map(self._vocab.__getitem__, checked))
+        return _join_token_bytes(self._vocab, ids)
 
     def decode(self, ids):
         """Token ids -> text; bytes that are not valid UTF-8 become the replacement character U+FFFD."""
@@ -356,6 +359,51 @@ def _model_from_document(doc, path):
     return doc["pattern"], byte_ids, merges, specials
 
 
+def _read_gpt2_merges(bpe_path, token_id, known_chars):
+    # vocab.bpe's merges as (left id, right id, new id), in rank order; token_id(string, where) -> id.
+    try:
+        lines = bpe_path.read_bytes().decode("utf-8").split("\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{bpe_path}: not a valid vocab.bpe (not UTF-8 text: {err})") from None
+    merges = []
+    for lineno, line in enumerate(lines, 1):
+        if not line or (lineno == 1 and line.startswith("#version")):
+            continue
+        where, parts = f"{bpe_path}, line {lineno}", line.split(" ")
+        if len(parts) != 2 or not all(parts) or not set(line) <= known_chars | {" "}:
+            raise ValueError(f"{where}: expected two GPT-2 byte strings separated by a space, got {line!r}")
+        merges.append(
+            (token_id(parts[0], where), token_id(parts[1], where), token_id(parts[0] + parts[1], where))
+        )
+    return merges
+
+
+def _read_gpt2_files(enc_path, bpe_path):
+    # (byte_ids, merges, special_tokens) from GPT-2's encoder.json and vocab.bpe.
+    encoder = _read_json(enc_path, "encoder.json")
+    if not (isinstance(encoder, dict) and all(map(_is_id, encoder.values()))):
+        raise ValueError(f"{enc_path}: expected a JSON object mapping token strings to integer ids")
+
+    def token_id(symbol, where):
+        if symbol not in encoder:
+            raise ValueError(f"{where}: token {symbol!r} is missing from {enc_path}")
+        return encoder[symbol]
+
+    byte_chars = _gpt2_byte_chars()
+    byte_ids = [token_id(ch, f"byte {b}") for b, ch in enumerate(byte_chars)]
+    merges = _read_gpt2_merges(bpe_path, token_id, set(byte_chars))
+    used = set(byte_ids) | {new for _, _, new in merges}
+    unused = [s for s, i in encoder.items() if i not in used]
+    specials = {s: encoder[s] for s in unused if s.startswith("<|") and s.endswith("|>")}  # <|endoftext|>
+    if len(specials) < len(unused):
+        others = [s for s in unused if s not in specials]
+        raise ValueError(
+            f"{enc_path}: {len(others)} tokens (e.g. {others[:3]}) come from no merge in {bpe_path} "
+            "and are not special tokens like <|endoftext|>: is one of the two files truncated?"
+        )
+    return byte_ids, merges, specials
+
+
 class _Files:
     def save(self, path):
         """Write the tokenizer to `path` (versioned JSON with a checksum), atomically; returns the path."""
@@ -388,73 +436,39 @@ class _Files:
     def from_gpt2_files(cls, encoder_json_path, vocab_bpe_path):
         """GPT-2's tokenizer from OpenAI's `encoder.json` (token -> id) and `vocab.bpe` (merges by rank)."""
         enc_path, bpe_path = Path(encoder_json_path), Path(vocab_bpe_path)
-        encoder = _read_json(enc_path, "encoder.json")
-        if not (
-            isinstance(encoder, dict)
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in encoder.values())
-        ):
-            raise ValueError(f"{enc_path}: expected a JSON object mapping token strings to integer ids")
-        byte_chars = _gpt2_byte_chars()
-
-        def token_id(symbol, where):
-            if symbol not in encoder:
-                raise ValueError(f"{where}: token {symbol!r} is missing from {enc_path}")
-            return encoder[symbol]
-
-        byte_ids = [token_id(ch, f"byte {b}") for b, ch in enumerate(byte_chars)]
-        known_chars, merges = set(byte_chars), []
-        try:
-            lines = bpe_path.read_bytes().decode("utf-8").split("\n")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{bpe_path}: not a valid vocab.bpe (not UTF-8 text: {err})") from None
-        for lineno, line in enumerate(lines, 1):
-            if not line or (lineno == 1 and line.startswith("#version")):
-                continue
-            parts = line.split(" ")
-            if len(parts) != 2 or not all(parts) or not set(line) <= known_chars | {" "}:
-                raise ValueError(
-                    f"{bpe_path}, line {lineno}: expected two GPT-2 byte strings separated by a space, "
-                    f"got {line!r}"
-                )
-            where = f"{bpe_path}, line {lineno}"
-            merges.append(
-                (token_id(parts[0], where), token_id(parts[1], where), token_id(parts[0] + parts[1], where))
-            )
-        used = set(byte_ids) | {new for _, _, new in merges}
-        unused = [s for s, i in encoder.items() if i not in used]
-        specials = {s: encoder[s] for s in unused if s.startswith("<|") and s.endswith("|>")}  # <|endoftext|>
-        if len(specials) < len(unused):
-            others = [s for s in unused if s not in specials]
-            raise ValueError(
-                f"{enc_path}: {len(others)} tokens (e.g. {others[:3]}) come from no merge in {bpe_path} "
-                "and are not special tokens like <|endoftext|>: is one of the two files truncated?"
-            )
         tok = cls()
-        tok._set_model(byte_ids, merges, specials, f"{enc_path} + {bpe_path}")
+        tok._set_model(*_read_gpt2_files(enc_path, bpe_path), f"{enc_path} + {bpe_path}")
         return tok
+
+
+def _build_vocab(byte_ids, merges, special_tokens, source):
+    # (vocab id -> bytes, ranks (a, b) -> rank) of a model, after checking that it is consistent.
+    def fail(problem):
+        raise ValueError(f"{source}: {problem}")
+
+    vocab, ranks = {}, {}
+    for byte, i in enumerate(byte_ids):
+        if i in vocab:
+            fail(f"bytes {vocab[i]!r} and {bytes([byte])!r} both have id {i}")
+        vocab[i] = bytes([byte])
+    for rank, (a, b, new) in enumerate(merges):
+        if a not in vocab or b not in vocab:
+            fail(f"merge {rank} ({a}, {b}) uses an id that no byte or earlier merge defines")
+        if new in vocab or (a, b) in ranks:
+            fail(f"merge {rank} ({a}, {b}) -> {new} repeats an id or a pair")
+        ranks[a, b], vocab[new] = rank, vocab[a] + vocab[b]
+    for token, i in special_tokens.items():
+        if not isinstance(token, str) or not token or i in vocab:
+            fail(f"special token {token!r} needs to be a non-empty string with an id of its own, not {i}")
+        vocab[i] = token.encode("utf-8")
+    return vocab, ranks
 
 
 class _Model:
     def _set_model(self, byte_ids, merges, special_tokens, source):
-        # Install a model after checking that it is consistent; `source` names it in error messages.
-        def fail(problem):
-            raise ValueError(f"{source}: {problem}")
-
-        vocab, ranks, merges = {}, {}, [tuple(m) for m in merges]
-        for byte, i in enumerate(byte_ids):
-            if i in vocab:
-                fail(f"bytes {vocab[i]!r} and {bytes([byte])!r} both have id {i}")
-            vocab[i] = bytes([byte])
-        for rank, (a, b, new) in enumerate(merges):
-            if a not in vocab or b not in vocab:
-                fail(f"merge {rank} ({a}, {b}) uses an id that no byte or earlier merge defines")
-            if new in vocab or (a, b) in ranks:
-                fail(f"merge {rank} ({a}, {b}) -> {new} repeats an id or a pair")
-            ranks[a, b], vocab[new] = rank, vocab[a] + vocab[b]
-        for token, i in special_tokens.items():
-            if not isinstance(token, str) or not token or i in vocab:
-                fail(f"special token {token!r} needs to be a non-empty string with an id of its own, not {i}")
-            vocab[i] = token.encode("utf-8")
+        # Install a model (checked by _build_vocab); `source` names it in error messages.
+        merges = [tuple(m) for m in merges]
+        vocab, ranks = _build_vocab(byte_ids, merges, special_tokens, source)
         self._byte_ids, self._merge_ids, self._ranks = tuple(byte_ids), merges, ranks
         self._vocab, self._special = vocab, dict(special_tokens)
         self._merge_bytes = [(vocab[a], vocab[b]) for a, b, _ in merges]
