@@ -4,9 +4,10 @@ The text is the-verdict.txt, the SMS Spam Collection and instruction-data.json j
 (about 0.7 MB). Three measurements:
 
 1. Training a 1,000-token vocabulary (256 bytes + 743 merges + ``<|endoftext|>``): the incremental trainer
-   of ``BPETokenizer.train`` against the straightforward trainer below, which recounts every pair after
-   every merge. Both work on the distinct pieces with their counts (the naive one would be far slower on
-   the raw list of pieces), and the script checks that both learn the same merges in the same order.
+   of ``BPETokenizer.train`` against the straightforward ``train_bpe_naive`` of the same module, which
+   recounts every pair after every merge. Both work on the distinct pieces with their counts (the naive
+   one would be far slower on the raw list of pieces), and the script checks that both learn the same
+   merges in the same order.
 2. Encoding the text with GPT-2's merges, in MB/s of UTF-8: ``tiktoken`` (Rust) against ``BPETokenizer``
    with a cold piece cache (every distinct piece goes through BPE) and a warm one (a second pass).
 3. Peak memory of training (tracemalloc), as a multiple of the text's size (the naive trainer's too).
@@ -20,55 +21,12 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
-from collections import Counter
-from itertools import pairwise
 
-import regex
-
-from ch02_tokenizer.bpe import GPT2_SPLIT_PATTERN, BPETokenizer
+from ch02_tokenizer.bpe import BPETokenizer, train_bpe_naive
 from shared.data import fetch, gpt2_encoding
 
 SPECIAL = "<|endoftext|>"
 FILES = ["the-verdict.txt", "SMSSpamCollection", "instruction-data.json"]
-
-
-def naive_train(text: str, vocab_size: int, special_tokens=(), max_merges: int | None = None):
-    """The textbook trainer: count all pairs, merge the winner everywhere, repeat. Same tie rule.
-
-    Returns the merges as (bytes, bytes). `max_merges` stops early (for timing a prefix of the run).
-    """
-    split_re = regex.compile(GPT2_SPLIT_PATTERN)
-    chunks = regex.split("|".join(map(regex.escape, special_tokens)), text) if special_tokens else [text]
-    pieces = Counter(piece for chunk in chunks for piece in split_re.findall(chunk))
-    words, freqs = [list(p.encode("utf-8")) for p in pieces], list(pieces.values())
-    token_bytes = [bytes([i]) for i in range(256)]
-    n_merges = vocab_size - 256 - len(special_tokens)
-    if max_merges is not None:
-        n_merges = min(n_merges, max_merges)
-    merges = []
-    for _ in range(n_merges):
-        counts = Counter()
-        for word, freq in zip(words, freqs, strict=True):
-            for pair in pairwise(word):
-                counts[pair] += freq
-        if not counts:
-            break
-        # most frequent; ties: greatest (left bytes, right bytes); then the smaller ids (as the heap does)
-        a, b = max(counts, key=lambda p: (counts[p], token_bytes[p[0]], token_bytes[p[1]], -p[0], -p[1]))
-        new = len(token_bytes)
-        token_bytes.append(token_bytes[a] + token_bytes[b])
-        merges.append((token_bytes[a], token_bytes[b]))
-        for wi, word in enumerate(words):
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            words[wi] = out
-    return merges
 
 
 def best_of(repeats: int, fn, setup=lambda: None) -> float:
@@ -102,7 +60,7 @@ def main() -> None:
     tok = BPETokenizer()
     fast_s = best_of(args.repeats, lambda: tok.train(text, args.vocab_size, special_tokens=[SPECIAL]))
     start = time.perf_counter()
-    naive = naive_train(text, args.vocab_size, [SPECIAL], max_merges=args.naive_merges)
+    naive = train_bpe_naive(text, args.vocab_size, [SPECIAL], max_merges=args.naive_merges)
     naive_s = time.perf_counter() - start
     assert naive == tok.merges[: len(naive)], "the naive and the incremental trainer disagree"
     print(f"  incremental (BPETokenizer.train)     {fast_s:7.2f} s")
@@ -139,7 +97,7 @@ def main() -> None:
     peaks = {}
     for name, train in [
         ("incremental", lambda: BPETokenizer().train(text, args.vocab_size, special_tokens=[SPECIAL])),
-        ("naive, 20 merges", lambda: naive_train(text, args.vocab_size, [SPECIAL], max_merges=20)),
+        ("naive, 20 merges", lambda: train_bpe_naive(text, args.vocab_size, [SPECIAL], max_merges=20)),
     ]:
         tracemalloc.start()
         train()

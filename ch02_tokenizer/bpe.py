@@ -43,6 +43,81 @@ def _count_pieces(text, split_re, special_tokens):
     return counts
 
 
+def _check_special_tokens(special_tokens):
+    if isinstance(special_tokens, str):
+        raise TypeError(f"special_tokens must be a list of strings, e.g. [{special_tokens!r}], not a string")
+    tokens = list(special_tokens)
+    for token in tokens:
+        if not isinstance(token, str) or not token:
+            raise TypeError(f"each special token must be a non-empty string, got {token!r}")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"special_tokens has duplicates: {tokens}")
+    return tokens
+
+
+def _check_training_args(text, vocab_size, special_tokens):
+    # The special tokens as a list, once the arguments of a trainer are known to make sense.
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    specials = _check_special_tokens(special_tokens)
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+        raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+    smallest = 256 + len(specials)
+    if vocab_size < smallest:
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: it counts the 256 byte tokens and the "
+            f"{len(specials)} special token(s), so it must be at least {smallest}"
+        )
+    return specials
+
+
+def _replace_pair(ids, a, b, new):
+    # `ids` with every occurrence of the pair (a, b), scanning left to right, replaced by `new`.
+    out, i, n = [], 0, len(ids)
+    while i < n:
+        if ids[i] == a and i + 1 < n and ids[i + 1] == b:
+            out.append(new)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def train_bpe_naive(text, vocab_size, special_tokens=(), max_merges=None):
+    """Learn byte-level BPE merges the plain way: count all pairs, merge the winner everywhere, repeat.
+
+    The reference for `BPETokenizer.train`, with the same rule: GPT-2's split pattern, `special_tokens`
+    cut out first, the most frequent pair wins, ties go to the greatest (left bytes, right bytes), then to
+    the smaller ids. Returns the merges as (bytes, bytes) in the order learned: `vocab_size` - 256 -
+    len(special_tokens) of them, fewer if the pairs run out first or `max_merges` (an int) is smaller.
+    Every merge recounts all pairs, so it is slow on large texts: the point is that it is easy to check.
+    """
+    specials = _check_training_args(text, vocab_size, special_tokens)
+    if max_merges is not None and not (isinstance(max_merges, int) and max_merges >= 0):
+        raise ValueError(f"max_merges must be None or a whole number >= 0, got {max_merges!r}")
+    counts = _count_pieces(text, regex.compile(GPT2_SPLIT_PATTERN), specials)
+    words, freqs = [list(piece.encode("utf-8")) for piece in counts], list(counts.values())
+    token_bytes, merges = [bytes([i]) for i in range(256)], []  # token_bytes[id] = the bytes of id
+    n_merges = vocab_size - 256 - len(specials)
+    if max_merges is not None:
+        n_merges = min(n_merges, max_merges)
+    while len(merges) < n_merges:
+        pair_counts = Counter()
+        for word, freq in zip(words, freqs, strict=True):
+            for pair in pairwise(word):
+                pair_counts[pair] += freq
+        if not pair_counts:  # every piece is a single token
+            break
+        a, b = max(  # the most frequent pair; ties: the greatest bytes, then the smaller ids
+            pair_counts, key=lambda p: (pair_counts[p], token_bytes[p[0]], token_bytes[p[1]], -p[0], -p[1])
+        )
+        merges.append((token_bytes[a], token_bytes[b]))
+        token_bytes.append(token_bytes[a] + token_bytes[b])
+        words = [_replace_pair(word, a, b, len(token_bytes) - 1) for word in words]
+    return merges
+
+
 def _order_key(token):
     # For a token's bytes: a string whose ascending order is the tokens' descending byte order
     return "".join([chr(256 - c) for c in token]) + "\u0101"
@@ -133,16 +208,7 @@ def _bpe(data, byte_ids, ranks, merges):
         rank = min(map(ranks.get, pairwise(ids), repeat(_NO_MERGE)))
         if rank == _NO_MERGE:
             break
-        a, b, new = merges[rank]
-        out, i, n = [], 0, len(ids)
-        while i < n:
-            if ids[i] == a and i + 1 < n and ids[i + 1] == b:
-                out.append(new)
-                i += 2
-            else:
-                out.append(ids[i])
-                i += 1
-        ids = out
+        ids = _replace_pair(ids, *merges[rank])
     return tuple(ids)
 
 
@@ -159,18 +225,6 @@ class _PieceCache(dict):
         return ids
 
 
-def _check_special_tokens(special_tokens):
-    if isinstance(special_tokens, str):
-        raise TypeError(f"special_tokens must be a list of strings, e.g. [{special_tokens!r}], not a string")
-    tokens = list(special_tokens)
-    for token in tokens:
-        if not isinstance(token, str) or not token:
-            raise TypeError(f"each special token must be a non-empty string, got {token!r}")
-    if len(set(tokens)) != len(tokens):
-        raise ValueError(f"special_tokens has duplicates: {tokens}")
-    return tokens
-
-
 class _Trainer:
     def train(self, text, vocab_size, special_tokens=()):
         """Learn merges from `text` until the vocabulary has `vocab_size` tokens; replaces any earlier model.
@@ -180,17 +234,8 @@ class _Trainer:
         tokens; ties go to the lexicographically greatest pair (left bytes, right bytes). If the text runs
         out of pairs first, training stops there with a RuntimeWarning.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        specials = _check_special_tokens(special_tokens)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+        specials = _check_training_args(text, vocab_size, special_tokens)
         smallest = 256 + len(specials)
-        if vocab_size < smallest:
-            raise ValueError(
-                f"vocab_size={vocab_size} is too small: it counts the 256 byte tokens and the "
-                f"{len(specials)} special token(s), so it must be at least {smallest}"
-            )
         counts = _count_pieces(text, self._split_re, specials)
         words, freqs = [list(piece.encode("utf-8")) for piece in counts], list(counts.values())
         del counts  # the pieces' strings are not needed any more: free them before the big structures
@@ -531,5 +576,6 @@ class BPETokenizer(_Trainer, _Codec, _Files, _Model):
 
 __all__ = [
     "GPT2_SPLIT_PATTERN",
+    "train_bpe_naive",
     "BPETokenizer",
 ]

@@ -11,6 +11,7 @@ NAMES = {
     "GPTDatasetV1": "ch02_tokenizer.tokenizer",
     "create_dataloader_v1": "ch02_tokenizer.tokenizer",
     "GPT2_SPLIT_PATTERN": "ch02_tokenizer.bpe",
+    "train_bpe_naive": "ch02_tokenizer.bpe",
     "BPETokenizer": "ch02_tokenizer.bpe",
     "SelfAttention_v1": "ch03_attention.attention",
     "SelfAttention_v2": "ch03_attention.attention",

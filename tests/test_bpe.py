@@ -1,22 +1,20 @@
 """Tests for the byte-level BPE tokenizer written from scratch (ch02_tokenizer/bpe.py).
 
-References: tiktoken's ``gpt2`` encoding for ids and special-token rules, and a naive trainer (recount every
-pair after every merge) for the merges the incremental trainer learns. The data comes from
-``shared.data.fetch``; CI points ``LLMFS_DATA_MIRROR`` at the offline copies.
+References: tiktoken's ``gpt2`` encoding for ids and special-token rules, and the module's naive trainer
+``train_bpe_naive`` (recounts every pair after every merge) for the merges the incremental trainer learns.
+The data comes from ``shared.data.fetch``; CI points ``LLMFS_DATA_MIRROR`` at the offline copies.
 """
 
 import json
 import os
 import random
 import warnings
-from collections import Counter
-from itertools import pairwise
 
 import pytest
 import regex
 
 import shared
-from ch02_tokenizer.bpe import GPT2_SPLIT_PATTERN, BPETokenizer
+from ch02_tokenizer.bpe import GPT2_SPLIT_PATTERN, BPETokenizer, train_bpe_naive
 from shared.data import fetch, gpt2_encoding
 
 EOT = "<|endoftext|>"
@@ -69,40 +67,6 @@ def trained(verdict):
     tok = BPETokenizer()
     tok.train(verdict, vocab_size=600, special_tokens=[EOT])
     return tok
-
-
-def naive_train(text, vocab_size, special_tokens=(), with_pieces=False):
-    """Reference trainer: recount all pairs after every merge; same tie rule. Returns (bytes, bytes) merges
-    (and, with `with_pieces`, each distinct piece's final tokens as bytes and its count)."""
-    split_re = regex.compile(GPT2_SPLIT_PATTERN)
-    chunks = regex.split("|".join(map(regex.escape, special_tokens)), text) if special_tokens else [text]
-    pieces = Counter(p for chunk in chunks for p in split_re.findall(chunk))
-    words, freqs = [list(p.encode("utf-8")) for p in pieces], list(pieces.values())
-    token_bytes, merges = [bytes([i]) for i in range(256)], []
-    for _ in range(vocab_size - 256 - len(special_tokens)):
-        counts = Counter()
-        for word, freq in zip(words, freqs, strict=True):
-            for pair in pairwise(word):
-                counts[pair] += freq
-        if not counts:
-            break
-        a, b = max(counts, key=lambda p: (counts[p], token_bytes[p[0]], token_bytes[p[1]], -p[0], -p[1]))
-        new = len(token_bytes)
-        token_bytes.append(token_bytes[a] + token_bytes[b])
-        merges.append((token_bytes[a], token_bytes[b]))
-        for wi, word in enumerate(words):
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            words[wi] = out
-    if with_pieces:
-        return merges, [([token_bytes[i] for i in w], f) for w, f in zip(words, freqs, strict=True)]
-    return merges
 
 
 # ---------------------------------------------------------------- GPT-2's files give tiktoken's ids
@@ -209,7 +173,7 @@ def test_ties_go_to_the_greatest_pair():
     # A token sorts after its own prefix: once (a,b) is merged, (ab,c) and (a,d) tie at 2 and b"ab" > b"a".
     tok.train("\n".join(["ab"] * 4 + ["abc"] * 2 + ["ad"] * 2), vocab_size=258)
     assert tok.merges == [(b"a", b"b"), (b"ab", b"c")]
-    assert naive_train("\n".join(["ab"] * 4 + ["abc"] * 2 + ["ad"] * 2), 258) == tok.merges
+    assert train_bpe_naive("\n".join(["ab"] * 4 + ["abc"] * 2 + ["ad"] * 2), 258) == tok.merges
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -223,7 +187,7 @@ def test_incremental_trainer_equals_naive_on_tie_heavy_text(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the text runs out of pairs before 2,000
         tok.train(text, vocab_size=2000)
-    assert tok.merges == naive_train(text, 2000)
+    assert tok.merges == train_bpe_naive(text, 2000)
     assert 0 < len(tok.merges) < 2000 - 256
 
 
@@ -231,7 +195,27 @@ def test_incremental_trainer_equals_naive_on_the_verdict(verdict):
     text = verdict[:8000] + EOT + verdict[8000:12000]
     tok = BPETokenizer()
     tok.train(text, vocab_size=400, special_tokens=[EOT])
-    assert tok.merges == naive_train(text, 400, [EOT])
+    assert tok.merges == train_bpe_naive(text, 400, [EOT])
+
+
+def test_naive_trainer_options_and_errors(verdict):
+    text = verdict[:3000]
+    full = train_bpe_naive(text, 300)
+    assert len(full) == 300 - 256
+    assert train_bpe_naive(text, 300, max_merges=10) == full[:10]
+    assert train_bpe_naive(text, 300, max_merges=0) == []
+    # overlapping special tokens are cut as the fast trainer cuts them (the longer one first)
+    specials = ["<|a|>", "<|a|><|b|>"]
+    mixed = "<|a|><|b|>x<|a|>y<|a|><|b|>xy" * 3
+    tok = BPETokenizer()
+    tok.train(mixed, vocab_size=259, special_tokens=specials)
+    assert train_bpe_naive(mixed, 259, specials) == tok.merges == [(b"x", b"y")]
+    with pytest.raises(ValueError, match="max_merges"):
+        train_bpe_naive(text, 300, max_merges=-1)
+    with pytest.raises(ValueError, match="at least 258"):
+        train_bpe_naive(text, 257, special_tokens=[EOT, "<|pad|>"])
+    with pytest.raises(TypeError, match="text must be a str"):
+        train_bpe_naive(b"bytes", 300)
 
 
 def test_vocab_size_accounting(verdict):
@@ -291,17 +275,30 @@ def test_train_rejects_bad_input():
 # ---------------------------------------------------------------- encoding and decoding
 
 
+def replay_training(piece, merges):
+    # The tokens that training leaves in `piece`: it rewrites every piece with each merge in turn, all
+    # occurrences left to right (the encoder instead applies the lowest-ranked merge present, repeatedly).
+    tokens = [bytes([c]) for c in piece.encode("utf-8")]
+    for a, b in merges:
+        i = 0
+        while i < len(tokens) - 1:
+            if tokens[i] == a and tokens[i + 1] == b:
+                tokens[i : i + 2] = [a + b]
+            i += 1
+    return tokens
+
+
 def test_encoding_replays_training(verdict, trained):
     # Encoding the training text splits each piece exactly as the trainer left it: the same merges in the
     # same order, applied to the same pieces.
-    merges, pieces = naive_train(verdict, 600, [EOT], with_pieces=True)
-    assert merges == trained.merges
-    expected = Counter()
-    for tokens, freq in pieces:
-        for token in tokens:
-            expected[token] += freq
+    assert train_bpe_naive(verdict, 600, [EOT]) == trained.merges
+    # bytes identify tokens here (no two ids share bytes), and the story holds no special token to cut out
+    assert len(set(trained.vocab.values())) == trained.vocab_size and EOT not in verdict
+    pieces = regex.findall(GPT2_SPLIT_PATTERN, verdict)
+    replayed = {piece: replay_training(piece, trained.merges) for piece in set(pieces)}
+    expected = [token for piece in pieces for token in replayed[piece]]
     encoded = [trained.vocab[i] for i in trained.encode(verdict)]
-    assert Counter(encoded) == expected
+    assert encoded == expected  # the same tokens, in the same order (so also the same counts)
     assert b"".join(encoded) == verdict.encode("utf-8")
     assert len(encoded) < len(verdict.encode("utf-8")) / 2
 
