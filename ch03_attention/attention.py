@@ -131,6 +131,11 @@ class MultiHeadAttention(nn.Module):
     on a ``d_out // num_heads`` slice of the projections. ``use_sdpa=True`` (also settable later) swaps
     the explicit softmax(QK^T / sqrt(head_dim)) V for PyTorch's fused ``scaled_dot_product_attention``:
     the same function, faster, but its dropout draws different random numbers.
+
+    ``forward(x, kv_cache=...)`` serves text generation (chapter 4's bonus section): ``kv_cache`` holds
+    this layer's keys and values of earlier positions (attributes ``keys`` and ``values``, ``None`` while
+    empty); ``x`` then holds only the new tokens, which see the cached ones, and their keys and values are
+    appended to the cache.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, use_sdpa=False):
@@ -158,19 +163,50 @@ class MultiHeadAttention(nn.Module):
         b, num_tokens, _ = t.shape
         return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x):
+    def _extend_cache(self, kv_cache, keys, values):
+        """Put the keys and values of the cached (earlier) positions before the new ones; cache them all."""
+        if kv_cache.keys is not None:
+            cached_batch, num_cached = kv_cache.keys.shape[0], kv_cache.keys.shape[2]
+            if cached_batch != keys.shape[0]:
+                raise ValueError(
+                    f"the cache holds {cached_batch} sequences but the input has {keys.shape[0]}: "
+                    "start a new cache for a new batch"
+                )
+            if num_cached + keys.shape[2] > self.mask.shape[0]:
+                raise ValueError(
+                    f"the cache holds {num_cached} tokens and the input adds {keys.shape[2]}, more than "
+                    f"context_length {self.mask.shape[0]}: start again from an empty cache"
+                )
+            keys = torch.cat((kv_cache.keys, keys), dim=2)  # along the token dimension
+            values = torch.cat((kv_cache.values, values), dim=2)
+        kv_cache.keys, kv_cache.values = keys, values
+        return keys, values
+
+    def forward(self, x, kv_cache=None):
         _check_input(x, self.W_query.in_features, self.mask.shape[0])
         b, num_tokens, _ = x.shape
         queries = self._split_heads(self.W_query(x))
         keys = self._split_heads(self.W_key(x))
         values = self._split_heads(self.W_value(x))
+        if kv_cache is not None:
+            keys, values = self._extend_cache(kv_cache, keys, values)
+        num_keys = keys.shape[2]
+        start = num_keys - num_tokens  # position of the first new token (0 without a cache)
 
         if self.use_sdpa:
             p = self.dropout.p if self.training else 0.0
-            context = F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
+            if start == 0:  # no cached keys: the usual causal triangle
+                allowed, causal = None, True
+            elif num_tokens == 1:  # one new token, at the last position: it may see every key
+                allowed, causal = None, False
+            else:  # is_causal would align its triangle to the top-left corner: pass the right rows
+                allowed, causal = ~self.mask.bool()[start:num_keys, :num_keys], False  # True = may see
+            context = F.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=allowed, dropout_p=p, is_causal=causal
+            )
         else:
-            scores = queries @ keys.transpose(2, 3)  # (b, heads, T, T)
-            future = self.mask.bool()[:num_tokens, :num_tokens]
+            scores = queries @ keys.transpose(2, 3)  # (b, heads, T, num_keys)
+            future = self.mask.bool()[start:num_keys, :num_keys]  # the mask rows of the new positions
             scores = scores.masked_fill(future, -torch.inf)
             weights = torch.softmax(scores / self.head_dim**0.5, dim=-1)
             weights = self.dropout(weights)
