@@ -94,7 +94,10 @@ def _check_config(cfg, required=_REQUIRED_KEYS):
 
 class TransformerBlock(nn.Module):
     """One GPT-2 block: x + attention(LayerNorm(x)), then x + FeedForward(LayerNorm(x)), each branch with
-    dropout before the addition. Maps (batch, num_tokens, emb_dim) to the same shape."""
+    dropout before the addition. Maps (batch, num_tokens, emb_dim) to the same shape.
+
+    ``kv_cache`` (optional, for generation; see the bonus section after 4.7): this block's cached keys and
+    values of earlier tokens, passed on to the attention layer."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -113,15 +116,17 @@ class TransformerBlock(nn.Module):
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg.get("drop_rate_shortcut", cfg["drop_rate"]))
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None):
         # Each branch sees a normalized copy of x; x itself travels along the shortcut untouched.
-        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + self.drop_shortcut(self.att(self.norm1(x), kv_cache=kv_cache))
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
 
-def _check_token_ids(in_idx, vocab_size, context_length):
-    """Return ``in_idx`` as ids nn.Embedding accepts, or raise an error that names the problem and the fix."""
+def _check_token_ids(in_idx, vocab_size, context_length, num_cached=0):
+    """Return ``in_idx`` as ids nn.Embedding accepts, or raise an error that names the problem and the fix.
+
+    ``num_cached``: tokens the model has already read into a KVCache; they count towards context_length."""
     if not isinstance(in_idx, torch.Tensor):
         raise TypeError(f"expected a tensor of token ids, got {type(in_idx).__name__}: use torch.tensor(ids)")
     if in_idx.is_floating_point() or in_idx.is_complex() or in_idx.dtype == torch.bool:
@@ -130,6 +135,12 @@ def _check_token_ids(in_idx, vocab_size, context_length):
         hint = " (for one sequence, add a batch dimension: idx.unsqueeze(0))" if in_idx.dim() == 1 else ""
         raise ValueError(f"expected token ids of shape (batch, num_tokens), got {tuple(in_idx.shape)}{hint}")
     num_tokens = in_idx.shape[1]
+    if num_cached and num_cached + num_tokens > context_length:
+        raise ValueError(
+            f"the cache holds {num_cached} tokens and the input adds {num_tokens}, more than the model's "
+            f"context_length {context_length}: start again from a new KVCache with at most the last "
+            f"{context_length} tokens (next_token_logits does this)"
+        )
     if num_tokens > context_length:
         raise ValueError(
             f"the input has {num_tokens} tokens but the model's context_length is {context_length}: "
@@ -146,6 +157,18 @@ def _check_token_ids(in_idx, vocab_size, context_length):
     return in_idx if in_idx.dtype in (torch.long, torch.int32) else in_idx.long()  # what nn.Embedding takes
 
 
+def _check_kv_cache(kv_cache, n_layers):
+    """Return how many tokens ``kv_cache`` holds, or raise an error if a model with n_layers can't use it."""
+    if not isinstance(kv_cache, KVCache):
+        raise TypeError(f"kv_cache must be a KVCache (see the bonus section), got {type(kv_cache).__name__}")
+    if len(kv_cache.layers) != n_layers:
+        raise ValueError(
+            f"the cache has {len(kv_cache.layers)} layers but the model has {n_layers} transformer blocks: "
+            f"use KVCache({n_layers})"
+        )
+    return kv_cache.num_tokens
+
+
 class GPTModel(nn.Module):
     """GPT-2: token + positional embeddings, ``n_layers`` TransformerBlocks, a final LayerNorm and a linear
     output layer. Maps token ids (batch, num_tokens) to logits (batch, num_tokens, vocab_size).
@@ -153,6 +176,10 @@ class GPTModel(nn.Module):
     ``cfg`` has the keys of GPT_CONFIG_124M, plus optionally ``attn_impl`` ("explicit" or "sdpa"),
     ``tie_weights`` (share tok_emb.weight with out_head.weight; the shared matrix keeps the embedding's
     N(0, 1) initialization) and ``drop_rate_emb`` / ``drop_rate_attn`` / ``drop_rate_shortcut``.
+
+    ``model(new_ids, kv_cache=cache)`` (bonus section after 4.7): ``new_ids`` are the tokens that follow
+    the ``cache.num_tokens`` tokens in the KVCache; the logits are those of the new positions, and the cache
+    grows by the new tokens.
     """
 
     def __init__(self, cfg):
@@ -168,12 +195,18 @@ class GPTModel(nn.Module):
         if cfg.get("tie_weights", False):
             self.out_head.weight = self.tok_emb.weight  # one Parameter under both names
 
-    def forward(self, in_idx):
-        in_idx = _check_token_ids(in_idx, self.tok_emb.num_embeddings, self.pos_emb.num_embeddings)
-        positions = torch.arange(in_idx.shape[1], device=in_idx.device)
+    def forward(self, in_idx, kv_cache=None):
+        start = 0 if kv_cache is None else _check_kv_cache(kv_cache, len(self.trf_blocks))
+        in_idx = _check_token_ids(in_idx, self.tok_emb.num_embeddings, self.pos_emb.num_embeddings, start)
+        # positions 0, 1, ...; with a cache, the new tokens continue after the cached ones
+        positions = torch.arange(start, start + in_idx.shape[1], device=in_idx.device)
         x = self.tok_emb(in_idx) + self.pos_emb(positions)  # (batch, T, emb) + (T, emb): broadcast over batch
         x = self.drop_emb(x)
-        x = self.trf_blocks(x)
+        if kv_cache is None:
+            x = self.trf_blocks(x)
+        else:  # each block reads and extends its own layer of the cache
+            for block, layer_cache in zip(self.trf_blocks, kv_cache.layers, strict=True):
+                x = block(x, kv_cache=layer_cache)
         x = self.final_norm(x)
         return self.out_head(x)
 
@@ -217,13 +250,8 @@ def model_memory_mb(model, dtype=None, include_buffers=False):
     return sum(nbytes(t) for t in tensors) / 1024**2
 
 
-def generate_text_simple(model, idx, max_new_tokens, context_size):
-    """Append ``max_new_tokens`` greedily chosen tokens to each row of ``idx`` (batch, num_tokens).
-
-    Each step feeds the model the last ``context_size`` tokens and takes the highest-scoring next token.
-    Runs on the model's device (``idx`` is moved there) without gradients; call ``model.eval()`` first
-    to switch dropout off. Returns (batch, num_tokens + max_new_tokens) token ids.
-    """
+def _generation_input(model, idx, max_new_tokens, context_size):
+    """Check the arguments of a text generator; return ``idx`` moved to the model's device."""
     if not isinstance(idx, torch.Tensor):
         raise TypeError(f"idx must be a tensor of token ids, got {type(idx).__name__}")
     if idx.dim() != 2:
@@ -235,12 +263,102 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 1:
         raise ValueError(f"context_size must be a positive integer, got {context_size!r}")
-    idx = idx.to(next(model.parameters()).device)
+    return idx.to(next(model.parameters()).device)
+
+
+def generate_text_simple(model, idx, max_new_tokens, context_size):
+    """Append ``max_new_tokens`` greedily chosen tokens to each row of ``idx`` (batch, num_tokens).
+
+    Each step feeds the model the last ``context_size`` tokens and takes the highest-scoring next token.
+    Runs on the model's device (``idx`` is moved there) without gradients; call ``model.eval()`` first
+    to switch dropout off. Returns (batch, num_tokens + max_new_tokens) token ids.
+    """
+    idx = _generation_input(model, idx, max_new_tokens, context_size)
     for _ in range(max_new_tokens):
         idx_cond = idx[:, -context_size:]  # crop: the model reads at most context_size tokens
         with torch.no_grad():
             logits = model(idx_cond)
         next_idx = logits[:, -1, :].argmax(dim=-1, keepdim=True)  # (batch, 1); softmax would not change it
+        idx = torch.cat((idx, next_idx), dim=1)
+    return idx
+
+
+class _LayerCache:
+    """Keys and values of the tokens one attention layer has read: (batch, n_heads, num_tokens, head_dim)
+    each, ``None`` while empty. MultiHeadAttention.forward reads and extends them."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self):
+        self.keys = None
+        self.values = None
+
+
+class KVCache:
+    """The keys and values a GPTModel has computed for the tokens it has read so far, one layer per block.
+
+    Pass the same cache to consecutive calls ``model(new_ids, kv_cache=cache)``: each call feeds the tokens
+    that follow the cached ones and appends them to the cache. Use it under ``torch.no_grad()`` with the
+    model in eval mode (dropout would make each pass different, and gradients would keep every step's
+    graph alive), and start a new cache, or call ``reset()``, for every new text.
+    """
+
+    def __init__(self, n_layers):
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive integer (model.cfg['n_layers']), got {n_layers!r}")
+        self.layers = [_LayerCache() for _ in range(n_layers)]
+
+    @property
+    def num_tokens(self):
+        """How many tokens the cache holds: the position of the next token fed to the model."""
+        keys = self.layers[0].keys
+        return 0 if keys is None else keys.shape[2]
+
+    def reset(self):
+        """Empty the cache: the next call starts again at position 0."""
+        for layer in self.layers:
+            layer.keys = layer.values = None
+
+    def __repr__(self):
+        return f"KVCache({len(self.layers)} layers, {self.num_tokens} tokens)"
+
+
+def next_token_logits(model, idx, context_size, kv_cache=None):
+    """Scores (batch, vocab_size) for the token that follows each row of ``idx`` (batch, num_tokens).
+
+    Without ``kv_cache``: the book's step, a pass over the last ``context_size`` tokens. With a KVCache
+    (empty at the first step, then passed again at every step of the same text) only the tokens the cache
+    has not seen are fed. Once ``idx`` is longer than ``context_size``, the window slides and every token's
+    position changes, so the cache is refilled from the window: as slow as a step without a cache, but the
+    same scores. Runs without gradients; put the model in eval mode first.
+    """
+    with torch.no_grad():
+        if kv_cache is None:
+            return model(idx[:, -context_size:])[:, -1]
+        if idx.shape[1] > context_size:  # sliding window: the cached positions are all out of date
+            kv_cache.reset()
+        elif kv_cache.num_tokens >= idx.shape[1]:
+            raise ValueError(
+                f"the cache already holds {kv_cache.num_tokens} tokens but idx has {idx.shape[1]}: the cache "
+                "must hold the start of idx; use a new KVCache (or kv_cache.reset()) for a new text"
+            )
+        new_tokens = idx[:, -context_size:][:, kv_cache.num_tokens :]  # all of the window after a reset
+        return model(new_tokens, kv_cache=kv_cache)[:, -1]
+
+
+def generate_text_cached(model, idx, max_new_tokens, context_size):
+    """``generate_text_simple`` with a KV cache: the same greedy tokens, with much less work per token.
+
+    Same arguments and result: (batch, num_tokens + max_new_tokens) token ids, computed on the model's
+    device without gradients; call ``model.eval()`` first (dropout would make the cached and the full passes
+    differ). The scores match the uncached ones up to float rounding, so only an exact tie could pick a
+    different token. Past ``context_size`` tokens, each step refills the cache from the cropped window and
+    costs as much as a step of generate_text_simple.
+    """
+    idx = _generation_input(model, idx, max_new_tokens, context_size)
+    kv_cache = KVCache(len(model.trf_blocks))
+    for _ in range(max_new_tokens):
+        next_idx = next_token_logits(model, idx, context_size, kv_cache).argmax(dim=-1, keepdim=True)
         idx = torch.cat((idx, next_idx), dim=1)
     return idx
 
@@ -297,6 +415,9 @@ __all__ = [
     "count_parameters",
     "model_memory_mb",
     "generate_text_simple",
+    "KVCache",
+    "next_token_logits",
+    "generate_text_cached",
     "GPT_CONFIG_355M",
     "GPT_CONFIG_774M",
     "GPT_CONFIG_1558M",
