@@ -1,10 +1,11 @@
-"""Benchmark GPTModel: explicit vs fused (sdpa) attention, fp32 vs bf16 autocast, and greedy generation.
+"""Benchmark GPTModel: explicit vs fused (sdpa) attention, fp32 vs bf16 autocast, greedy generation, and
+generation with and without the KV cache (ch04's bonus section).
 
 Every figure is printed as a ratio to a baseline measured in the same run (the book's setting: explicit
 attention, fp32); absolute times appear only next to those ratios. Variants are interleaved, repetition by
 repetition, so background load affects all of them alike, and the median is reported.
 
-    python bench/bench_gpt.py                      # GPT-2 124M, context 256, batch 2: ~1-2 min, 2 cores
+    python bench/bench_gpt.py                      # GPT-2 124M, context 256, batch 2: ~2-3 min, 2 cores
     python bench/bench_gpt.py --device cuda --batch 8 --context 1024
     python bench/bench_gpt.py --layers 2 --reps 2  # a quick smoke run
 """
@@ -14,12 +15,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from ch04_gpt.gpt import GPTModel, generate_text_simple, get_gpt_config
+from ch04_gpt.gpt import GPTModel, generate_text_cached, generate_text_simple, get_gpt_config
 from shared.device import autocast_dtype, cpu_has_fast_bf16, get_device
 
 
@@ -45,9 +48,11 @@ def _train_step(model: GPTModel, ids: torch.Tensor, dtype: torch.dtype) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def _generate(model: GPTModel, ids: torch.Tensor, dtype: torch.dtype, new_tokens: int) -> None:
+def _generate(
+    model: GPTModel, ids: torch.Tensor, dtype: torch.dtype, new_tokens: int, generate=generate_text_simple
+) -> torch.Tensor:
     with _autocast(ids.device, dtype):
-        generate_text_simple(model, ids, new_tokens, model.cfg["context_length"])
+        return generate(model, ids, new_tokens, model.cfg["context_length"])
 
 
 def _time(fn, device: torch.device) -> float:
@@ -56,6 +61,15 @@ def _time(fn, device: torch.device) -> float:
     fn()
     _sync(device)
     return time.perf_counter() - start
+
+
+def _medians(runs: dict[str, Callable[[], object]], reps: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each run over ``reps`` rounds; every round runs each variant once, in turn."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            times[name].append(_time(run, device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _report(title: str, medians: dict[str, float], baseline: str, unit_work: float | None = None) -> None:
@@ -76,6 +90,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=None, help="override n_layers (for quick runs)")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per variant (median)")
     parser.add_argument("--new-tokens", type=int, default=16, help="tokens generated per generation run")
+    parser.add_argument(
+        "--cache-new-tokens", type=int, default=64, help="tokens generated per run, with vs without KV cache"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: shared.device.get_device())")
     args = parser.parse_args()
 
@@ -99,9 +116,12 @@ def main() -> None:
 
     variants = [(impl, dtype) for dtype in (torch.float32, low) for impl in ("explicit", "sdpa")]
 
+    def dtype_name(dtype):
+        return "fp32" if dtype == torch.float32 else f"{low_name} autocast"
+
     def name(variant):
         impl, dtype = variant
-        return f"{impl} {'fp32' if dtype == torch.float32 else low_name + ' autocast'}"
+        return f"{impl} {dtype_name(dtype)}"
 
     prompt = ids[:1, :4]
     jobs = {
@@ -111,18 +131,39 @@ def main() -> None:
             model.train(False), prompt, dtype, args.new_tokens
         ),
     }
+
+    def run(variant, job):
+        impl, dtype = variant
+        model.set_attention_impl(impl)
+        job(dtype)
+
     for title, job in jobs.items():
-        times: dict[str, list[float]] = {name(v): [] for v in variants}
-        for variant in variants:  # warm-up: kernel selection, allocator, autocast caches
-            model.set_attention_impl(variant[0])
-            job(variant[1])
-        for _ in range(args.reps):
-            for variant in variants:
-                model.set_attention_impl(variant[0])
-                times[name(variant)].append(_time(lambda job=job, v=variant: job(v[1]), device))
-        medians = {k: statistics.median(v) for k, v in times.items()}
+        runs = {name(v): partial(run, v, job) for v in variants}
+        for warm_up in runs.values():  # kernel selection, allocator, autocast caches
+            warm_up()
         work = args.new_tokens if title.startswith("generate") else None
-        _report(title, medians, baseline=name(variants[0]), unit_work=work)
+        _report(title, _medians(runs, args.reps, device), baseline=name(variants[0]), unit_work=work)
+
+    # KV cache: whole greedy generations, the book's loop (every step re-reads the whole text) vs the cached
+    # one (every step reads one new token). By default the text fits the context: the cache is never refilled.
+    model.train(False).set_attention_impl("explicit")
+    new_tokens = args.cache_new_tokens
+    generators = {"no cache": generate_text_simple, "KV cache": generate_text_cached}
+    runs = {
+        f"{gen_name} {dtype_name(dtype)}": partial(_generate, model, prompt, dtype, new_tokens, generate)
+        for dtype in (torch.float32, low)
+        for gen_name, generate in generators.items()
+    }
+    # warm-up, and a check that both loops write the same text: fp32 in full, the low precision briefly
+    texts = [
+        _generate(model, prompt, torch.float32, new_tokens, generate) for generate in generators.values()
+    ]
+    for generate in generators.values():
+        _generate(model, prompt, low, 2, generate)
+    medians = _medians(runs, args.reps, device)
+    title = f"generate {new_tokens} tokens, {prompt.shape[1]}-token prompt (batch 1, explicit attention)"
+    _report(title, medians, baseline=next(iter(runs)), unit_work=new_tokens)
+    print(f"  fp32: the KV cache gives the same token ids as no cache: {torch.equal(*texts)}")
 
 
 if __name__ == "__main__":
