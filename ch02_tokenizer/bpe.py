@@ -8,8 +8,6 @@ import hashlib
 import heapq
 import json
 import operator
-import os
-import tempfile
 import warnings
 from collections import Counter, defaultdict
 from itertools import chain, pairwise, repeat
@@ -18,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import regex
+
+from shared.files import atomic_write
 
 # tiktoken's form of GPT-2's pre-tokenization pattern. GPT-2's release wrote
 # 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ ; this one splits text the
@@ -339,19 +339,6 @@ def _checksum(document):
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def _atomic_write_text(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _gpt2_byte_chars():
     # GPT-2's byte -> printable character table (index = byte value).
     keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
@@ -462,7 +449,8 @@ class _Files:
             "special_tokens": dict(self._special),
         }
         doc["sha256"] = _checksum(doc)
-        _atomic_write_text(path, json.dumps(doc, ensure_ascii=False))
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            f.write(json.dumps(doc, ensure_ascii=False))
         return path
 
     @classmethod

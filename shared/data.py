@@ -30,6 +30,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from shared.files import atomic_write
+
 MIRROR_ENV = "LLMFS_DATA_MIRROR"
 CACHE_ENV = "LLMFS_CACHE_DIR"
 _CHUNK = 1 << 20
@@ -230,13 +232,8 @@ def seed_tiktoken_cache() -> Path | None:
         target = cache / key
         if target.is_file() and _matches(target, REGISTRY[name]):
             continue
-        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{key}.", suffix=".part")
-        os.close(fd)
-        try:
-            shutil.copyfile(fetch(name), tmp)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with open(fetch(name), "rb") as src, atomic_write(target) as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
     return cache
 
 
