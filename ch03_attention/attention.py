@@ -125,20 +125,13 @@ class MultiHeadAttentionWrapper(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """Causal multi-head self-attention: all heads share one query, key and value projection.
+    """Causal multi-head self-attention: all heads share one query, key and value projection (section 3.6.2).
 
-    Maps (batch, num_tokens, d_in) to (batch, num_tokens, d_out); each of the ``num_heads`` heads works
-    on a ``d_out // num_heads`` slice of the projections. ``use_sdpa=True`` (also settable later) swaps
-    the explicit softmax(QK^T / sqrt(head_dim)) V for PyTorch's fused ``scaled_dot_product_attention``:
-    the same function, faster, but its dropout draws different random numbers.
-
-    ``forward(x, kv_cache=...)`` serves text generation (chapter 4's bonus section): ``kv_cache`` holds
-    this layer's keys and values of earlier positions (attributes ``keys`` and ``values``, ``None`` while
-    empty); ``x`` then holds only the new tokens, which see the cached ones, and their keys and values are
-    appended to the cache.
+    Maps (batch, num_tokens, d_in) to (batch, num_tokens, d_out); each of the ``num_heads`` heads works on a
+    ``d_out // num_heads`` slice of the projections. The bonus section extends this class with two fast paths.
     """
 
-    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, use_sdpa=False):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
         super().__init__()
         if num_heads < 1 or d_out % num_heads != 0:
             nearest = max(num_heads, 1) * max(round(d_out / max(num_heads, 1)), 1)
@@ -156,12 +149,79 @@ class MultiHeadAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         # 1 above the diagonal = "future token, hide it". Persistent so state_dicts match the book's.
         self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
-        self.use_sdpa = use_sdpa
+
+    def forward(self, x):
+        _check_input(x, self.W_query.in_features, self.mask.shape[0])
+        queries = self._split_heads(self.W_query(x))  # (b, heads, num_tokens, head_dim)
+        keys = self._split_heads(self.W_key(x))
+        values = self._split_heads(self.W_value(x))
+        context = self._attend(queries, keys, values)  # (b, heads, num_tokens, head_dim)
+        return self._merge_heads(context)
 
     def _split_heads(self, t):
         # (b, T, d_out) -> (b, T, heads, head_dim) -> (b, heads, T, head_dim): heads act as a batch dim
         b, num_tokens, _ = t.shape
         return t.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _attend(self, queries, keys, values):
+        """Every head at once: softmax(Q K^T / sqrt(head_dim)) V, with future positions masked."""
+        num_queries, num_keys = queries.shape[2], keys.shape[2]
+        scores = queries @ keys.transpose(2, 3)  # (b, heads, num_queries, num_keys)
+        # The queries are the last num_queries positions (here all of them, so the mask's top-left corner)
+        future = self.mask.bool()[num_keys - num_queries : num_keys, :num_keys]
+        scores = scores.masked_fill(future, -torch.inf)
+        weights = torch.softmax(scores / self.head_dim**0.5, dim=-1)
+        weights = self.dropout(weights)
+        return weights @ values
+
+    def _merge_heads(self, context):
+        # back to (b, T, heads, head_dim), then lay the heads side by side: (b, T, d_out)
+        b, _, num_tokens, _ = context.shape
+        return self.out_proj(context.transpose(1, 2).reshape(b, num_tokens, self.d_out))
+
+
+class MultiHeadAttention(MultiHeadAttention):
+    """Section 3.6.2's ``MultiHeadAttention`` plus two fast paths; same parameters, state_dict and results.
+
+    ``use_sdpa=True`` (also settable later) swaps the explicit softmax(QK^T / sqrt(head_dim)) V for PyTorch's
+    fused ``scaled_dot_product_attention``: the same function, faster, but its dropout draws different
+    random numbers.
+
+    ``forward(x, kv_cache=...)`` serves text generation (chapter 4's bonus section): ``kv_cache`` holds this
+    layer's keys and values of earlier positions (attributes ``keys`` and ``values``, ``None`` while empty);
+    ``x`` then holds only the new tokens, which see the cached ones, and their keys and values are appended
+    to the cache. This class keeps the name, so chapter 4's GPT model and every later chapter use it.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, use_sdpa=False):
+        super().__init__(d_in, d_out, context_length, dropout, num_heads, qkv_bias)
+        self.use_sdpa = use_sdpa
+
+    def _attend(self, queries, keys, values):
+        if not self.use_sdpa:
+            return super()._attend(queries, keys, values)  # the explicit code of section 3.6.2
+        num_queries, num_keys = queries.shape[2], keys.shape[2]
+        start = num_keys - num_queries  # position of the first query (0 without a cache)
+        if start == 0:  # no cached keys: the usual causal triangle
+            allowed, causal = None, True
+        elif num_queries == 1:  # one new token, at the last position: it may see every key
+            allowed, causal = None, False
+        else:  # is_causal would align its triangle to the top-left corner: pass the right rows
+            allowed, causal = ~self.mask.bool()[start:num_keys, :num_keys], False  # True = may see
+        p = self.dropout.p if self.training else 0.0
+        return F.scaled_dot_product_attention(
+            queries, keys, values, attn_mask=allowed, dropout_p=p, is_causal=causal
+        )
+
+    def forward(self, x, kv_cache=None):
+        if kv_cache is None:
+            return super().forward(x)
+        _check_input(x, self.W_query.in_features, self.mask.shape[0])
+        queries = self._split_heads(self.W_query(x))
+        keys = self._split_heads(self.W_key(x))
+        values = self._split_heads(self.W_value(x))
+        keys, values = self._extend_cache(kv_cache, keys, values)  # the cached positions first
+        return self._merge_heads(self._attend(queries, keys, values))
 
     def _extend_cache(self, kv_cache, keys, values):
         """Put the keys and values of the cached (earlier) positions before the new ones; cache them all."""
@@ -181,40 +241,6 @@ class MultiHeadAttention(nn.Module):
             values = torch.cat((kv_cache.values, values), dim=2)
         kv_cache.keys, kv_cache.values = keys, values
         return keys, values
-
-    def forward(self, x, kv_cache=None):
-        _check_input(x, self.W_query.in_features, self.mask.shape[0])
-        b, num_tokens, _ = x.shape
-        queries = self._split_heads(self.W_query(x))
-        keys = self._split_heads(self.W_key(x))
-        values = self._split_heads(self.W_value(x))
-        if kv_cache is not None:
-            keys, values = self._extend_cache(kv_cache, keys, values)
-        num_keys = keys.shape[2]
-        start = num_keys - num_tokens  # position of the first new token (0 without a cache)
-
-        if self.use_sdpa:
-            p = self.dropout.p if self.training else 0.0
-            if start == 0:  # no cached keys: the usual causal triangle
-                allowed, causal = None, True
-            elif num_tokens == 1:  # one new token, at the last position: it may see every key
-                allowed, causal = None, False
-            else:  # is_causal would align its triangle to the top-left corner: pass the right rows
-                allowed, causal = ~self.mask.bool()[start:num_keys, :num_keys], False  # True = may see
-            context = F.scaled_dot_product_attention(
-                queries, keys, values, attn_mask=allowed, dropout_p=p, is_causal=causal
-            )
-        else:
-            scores = queries @ keys.transpose(2, 3)  # (b, heads, T, num_keys)
-            future = self.mask.bool()[start:num_keys, :num_keys]  # the mask rows of the new positions
-            scores = scores.masked_fill(future, -torch.inf)
-            weights = torch.softmax(scores / self.head_dim**0.5, dim=-1)
-            weights = self.dropout(weights)
-            context = weights @ values  # (b, heads, T, head_dim)
-
-        # back to (b, T, heads, head_dim), then lay the heads side by side: (b, T, d_out)
-        context = context.transpose(1, 2).reshape(b, num_tokens, self.d_out)
-        return self.out_proj(context)
 
 
 __all__ = [
