@@ -62,7 +62,7 @@ def main() -> None:
     start = time.perf_counter()
     naive = train_bpe_naive(text, args.vocab_size, [SPECIAL], max_merges=args.naive_merges)
     naive_s = time.perf_counter() - start
-    assert naive == tok.merges[: len(naive)], "the naive and the incremental trainer disagree"
+    same_merges = sum(a == b for a, b in zip(naive, tok.merges, strict=False))  # compared, not assumed
     print(f"  incremental (BPETokenizer.train)     {fast_s:7.2f} s")
     if len(naive) < n_merges:
         per_merge = naive_s / len(naive)
@@ -73,15 +73,19 @@ def main() -> None:
         )
     else:
         print(f"  naive (recounts all pairs per merge) {naive_s:7.2f} s")
-    print(f"  same merges in the same order: yes ({len(naive)} compared)")
-    print(f"  speed-up: {naive_s / fast_s:.0f}x (goal: at least 10x)")
+    print(f"  merges equal at the same rank: {same_merges} of {len(naive)} compared")
+    speedup = naive_s / fast_s
+    print(f"  speed-up: {speedup:.0f}x ({'meets' if speedup >= 10 else 'MISSES'} the goal of at least 10x)")
 
     # 2. encoding speed
     print(f"\nencoding with GPT-2's merges (best of {args.repeats}):")
     reference = gpt2_encoding()
     gpt2 = BPETokenizer.from_gpt2_files(fetch("encoder.json"), fetch("vocab.bpe"))
     ids = gpt2.encode(text, allowed_special="all")
-    assert ids == reference.encode(text, allowed_special="all"), "ids differ from tiktoken"
+    reference_ids = reference.encode(text, allowed_special="all")
+    differing = sum(a != b for a, b in zip(ids, reference_ids, strict=False)) + abs(
+        len(ids) - len(reference_ids)
+    )
     tik_s = best_of(args.repeats, lambda: reference.encode(text, allowed_special="all"))
     # cold: empty the piece cache before each run (private attribute; the benchmark's business only)
     cold_s = best_of(args.repeats, lambda: gpt2.encode(text, allowed_special="all"), setup=gpt2._cache.clear)
@@ -91,7 +95,10 @@ def main() -> None:
     for kind in ["cold", "warm"]:
         ratio = mbps[kind] / mbps["tiktoken"]
         print(f"  BPETokenizer, {kind} piece cache  {mbps[kind]:6.2f} MB/s = {ratio:.2f}x tiktoken")
-    print(f"  {len(ids):,} tokens, identical to tiktoken's (goal: at least 0.1x tiktoken, cold)")
+    cold_ratio = mbps["cold"] / mbps["tiktoken"]
+    print(f"  {len(ids):,} tokens ({len(reference_ids):,} from tiktoken), {differing:,} positions differ")
+    verdict = "meets" if cold_ratio >= 0.1 else "MISSES"
+    print(f"  cold piece cache {cold_ratio:.2f}x tiktoken: {verdict} the goal of at least 0.1x")
 
     # 3. training memory (the naive trainer's peak, for scale, is reached in its first merges)
     peaks = {}

@@ -153,7 +153,11 @@ def main() -> None:
     print(f"{f'memory for all {full_windows:,} windows':40}{'tensor bytes':>14}   {'RSS delta':>14}")
     for label, tensor_col, rss_col in rows:
         print(f"  {label:38}{tensor_col:>14}   {rss_col:>14}")
-    print("  (the RSS delta of GPTDatasetV1 is its id tensor plus allocator noise of a few MiB)\n")
+    if ours_rss is not None:
+        noise = ours_rss - ours_bytes
+        print(f"  (RSS delta of GPTDatasetV1 minus its tensor bytes, the allocator's share: {mib(noise)})\n")
+    else:
+        print()
 
     book_seconds = best_time(BookGPTDatasetV1, sample_ids, max_length, stride, args.repeats)
     ours_sample_seconds = best_time(GPTDatasetV1, sample_ids, max_length, stride, args.repeats)

@@ -18,7 +18,7 @@ GPT_CONFIG_124M = {
     "n_heads": 12,  # attention heads per transformer block
     "n_layers": 12,  # transformer blocks
     "drop_rate": 0.1,  # dropout probability
-    "qkv_bias": False,  # no bias in the query/key/value projections
+    "qkv_bias": False,  # GPT-2 has these biases; chapter 5 turns them on to load its weights
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 import regex
 
 import shared
-from ch02_tokenizer.bpe import GPT2_SPLIT_PATTERN, BPETokenizer, train_bpe_naive
+from ch02_tokenizer.bpe import GPT2_SPLIT_PATTERN, BPETokenizer, _PieceCache, train_bpe_naive
 from shared.data import fetch, gpt2_encoding
 
 EOT = "<|endoftext|>"
@@ -467,3 +467,16 @@ def test_bad_gpt2_files_give_clear_errors(tmp_path):
     encoder.write_text(fetch("encoder.json").read_text(encoding="utf-8")[:5000], encoding="utf-8")
     with pytest.raises(ValueError, match="encoder.json: not a valid encoder.json"):
         BPETokenizer.from_gpt2_files(encoder, vocab)
+
+
+def test_piece_cache_stays_bounded_and_correct():
+    """The encoder's piece cache is emptied when full, so encoding a huge text cannot grow it without end."""
+    tok = BPETokenizer()
+    tok.train("low lower lowest newer newest wider " * 20, vocab_size=280)
+    assert tok._cache._max_size == 200_000
+    cache = _PieceCache(*tok._cache._model, max_size=3)
+    pieces = [" low", " lower", " lowest", " newer", " newest", " wider", " low"]
+    for piece in pieces:
+        assert cache[piece] == tok._cache[piece]
+        assert len(cache) <= 3
+    assert tok.decode(tok.encode("lowest newer")) == "lowest newer"

@@ -1,5 +1,7 @@
 """Device choice, precision choice and seeding."""
 
+import random
+
 import torch
 
 from shared import device
@@ -47,3 +49,12 @@ def test_set_seed_makes_runs_repeat():
     first = torch.rand(3)
     device.set_seed(123)
     assert torch.equal(first, torch.rand(3))
+
+
+def test_set_seed_seeds_pythons_random():
+    device.set_seed(123)
+    first = [random.random() for _ in range(3)]
+    device.set_seed(123)
+    assert [random.random() for _ in range(3)] == first
+    device.set_seed(124)
+    assert [random.random() for _ in range(3)] != first

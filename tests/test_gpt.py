@@ -138,19 +138,41 @@ class BookGPTModel(nn.Module):
 # --- building blocks ------------------------------------------------------------------------------------
 
 
-def test_layernorm_matches_torch_layernorm():
-    torch.manual_seed(0)
-    x = torch.randn(3, 5, 32) * 4 + 2
-    ours = LayerNorm(32)
+def _layernorm_pair(dtype):
+    ours = LayerNorm(32).to(dtype)
     with torch.no_grad():
         ours.scale.copy_(torch.randn(32))
         ours.shift.copy_(torch.randn(32))
-    ref = nn.LayerNorm(32, eps=1e-5)
+    ref = nn.LayerNorm(32, eps=1e-5).to(dtype)
     with torch.no_grad():
         ref.weight.copy_(ours.scale)
         ref.bias.copy_(ours.shift)
-    assert (ours(x) - ref(x)).abs().max() < 1e-6
+    return ours, ref
+
+
+def test_layernorm_matches_torch_layernorm():
+    torch.manual_seed(0)
+    # float64: rounding differences between kernels are ~1e-15, so a tight tolerance does not flake on other
+    # hardware, yet sees a changed eps (1e-6 instead of 1e-5 changes these outputs by ~1e-7).
+    ours, ref = _layernorm_pair(torch.float64)
+    x = torch.randn(3, 5, 32, dtype=torch.float64) * 4 + 2
+    assert (ours(x) - ref(x)).abs().max() < 1e-10
+    # rows with a variance near eps: here eps shapes the output (a wrong eps changes it by ~0.1 or more)
+    torch.manual_seed(1)
+    ours, ref = _layernorm_pair(torch.float32)
+    x = torch.randn(3, 5, 32) * 3e-3
+    assert (ours(x) - ref(x)).abs().max() < 1e-4
     assert ours.eps == 1e-5
+
+
+def test_config_check_accepts_exactly_one():
+    """1 is a valid size (one head, one layer) and a valid dropout probability; 0 and 1.01 are not."""
+    cfg = get_gpt_config("124M", n_heads=1, n_layers=1, drop_rate=1.0, context_length=1, vocab_size=1)
+    assert (cfg["n_heads"], cfg["n_layers"], cfg["drop_rate"]) == (1, 1, 1.0)
+    TransformerBlock({**TINY, "n_heads": 1, "drop_rate": 1.0})
+    for key, bad in [("n_layers", 0), ("n_heads", 0), ("context_length", 0), ("drop_rate", 1.01)]:
+        with pytest.raises(ValueError, match=key):
+            get_gpt_config("124M", **{key: bad})
 
 
 def test_gelu_matches_torch_tanh_gelu():

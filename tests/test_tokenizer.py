@@ -249,9 +249,13 @@ def test_window_count_matches_book_loop_at_boundaries(num_tokens):
     for max_length in range(1, num_tokens):
         for stride in range(1, 6):
             dataset = GPTDatasetV1("", FixedTokenizer(ids), max_length, stride)
-            assert len(dataset) == len(range(0, num_tokens - max_length, stride))
-            # the last window's target ends inside the text
-            assert dataset[-1][1][-1].item() <= num_tokens - 1
+            starts = range(0, num_tokens - max_length, stride)
+            assert len(dataset) == len(starts)
+            # the last window starts where the book's loop starts its last one, and its target ends inside
+            # the text (the ids are the positions)
+            inputs, targets = dataset[-1]
+            assert inputs.tolist() == list(range(starts[-1], starts[-1] + max_length))
+            assert targets.tolist() == list(range(starts[-1] + 1, starts[-1] + max_length + 1))
 
 
 def test_shortest_text_gives_one_window():
@@ -369,3 +373,10 @@ def test_shuffle_reproducible_under_seed(raw_text):
     }
     assert {tuple(row) for row in first.tolist()} <= all_windows
     assert len(first) == len(ordered.dataset) // 4 * 4
+
+
+def test_create_dataloader_passes_num_workers_on():
+    text = fetch("the-verdict.txt").read_text(encoding="utf-8")[:2000]
+    assert create_dataloader_v1(text, batch_size=2, max_length=8, stride=8).num_workers == 0
+    loader = create_dataloader_v1(text, batch_size=2, max_length=8, stride=8, shuffle=False, num_workers=2)
+    assert loader.num_workers == 2
