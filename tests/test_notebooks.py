@@ -31,7 +31,7 @@ MACHINE_PATH = re.compile(
     r"|site-packages|dist-packages)"
 )
 # The only stderr output allowed: a tqdm progress bar ("42%|####      | 5/12 [...]").
-PROGRESS_BAR = re.compile(r"^\s*(\S.*: )?\d+%\|.*\|")
+PROGRESS_BAR = re.compile(r"^\s*(\S.*:\s+)?\d+%\|.*\|")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # nbval's markers: the comment form and the equivalent cell tag.
