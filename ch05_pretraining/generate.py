@@ -18,6 +18,7 @@ import torch
 
 from ch04_gpt.gpt import GPTModel
 from ch05_pretraining.pretraining import (
+    _check_sampling,
     generate,
     load_checkpoint,
     load_pretrained_gpt2,
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_sampling(args.temperature, args.top_k)  # before a model is loaded (or downloaded)
         device = get_device(args.device)
         model = load_model(args, device)
         tokenizer = gpt2_encoding()

@@ -674,8 +674,11 @@ def download_gpt2_weights(name):
             )
         return path
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
+        cached = try_to_load_from_cache(repo_id=repo, filename="model.safetensors")
+        if isinstance(cached, str):  # already downloaded: no network round trip at all
+            return Path(cached)
         return Path(hf_hub_download(repo_id=repo, filename="model.safetensors"))
     except Exception as err:  # offline, not cached, or the hub refused: all end the same way for a learner
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,208 @@
+"""Tests for chapter 5's loss, data split, sampling and generation (ch05_pretraining/pretraining.py)."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ch04_gpt.gpt import GPTModel, generate_text_simple
+from ch05_pretraining.pretraining import (
+    calc_loss_batch,
+    calc_loss_loader,
+    create_train_val_loaders,
+    evaluate_model,
+    generate,
+    sample_next_token,
+    text_to_token_ids,
+    token_ids_to_text,
+)
+from shared.data import fetch, gpt2_encoding
+
+TINY = {
+    "vocab_size": 100,
+    "context_length": 16,
+    "emb_dim": 32,
+    "n_heads": 4,
+    "n_layers": 2,
+    "drop_rate": 0.0,
+    "qkv_bias": False,
+}
+
+
+def tiny_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return GPTModel({**TINY, **overrides}).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return gpt2_encoding()
+
+
+@pytest.fixture(scope="module")
+def verdict():
+    return fetch("the-verdict.txt").read_text(encoding="utf-8")
+
+
+# --- text <-> ids -------------------------------------------------------------------------------------
+
+
+def test_text_to_token_ids_round_trip(tokenizer):
+    ids = text_to_token_ids("Every effort moves you<|endoftext|>", tokenizer)
+    assert ids.tolist() == [[6109, 3626, 6100, 345, 50256]]
+    assert token_ids_to_text(ids, tokenizer) == "Every effort moves you<|endoftext|>"
+    assert token_ids_to_text(ids[0], tokenizer) == "Every effort moves you<|endoftext|>"
+
+
+def test_token_ids_to_text_refuses_a_batch(tokenizer):
+    with pytest.raises(ValueError, match="one sequence"):
+        token_ids_to_text(torch.zeros(2, 3, dtype=torch.long), tokenizer)
+
+
+# --- loss ---------------------------------------------------------------------------------------------
+
+
+def test_calc_loss_batch_is_the_mean_negative_log_probability_of_the_targets():
+    model = tiny_model()
+    inputs = torch.randint(0, 100, (2, 5), generator=torch.Generator().manual_seed(1))
+    targets = torch.randint(0, 100, (2, 5), generator=torch.Generator().manual_seed(2))
+    loss = calc_loss_batch(inputs, targets, model, "cpu")
+    log_probs = torch.log_softmax(model(inputs), dim=-1)
+    by_hand = -log_probs.gather(-1, targets.unsqueeze(-1)).mean()
+    torch.testing.assert_close(loss, by_hand)
+    assert loss.requires_grad  # training backpropagates through it
+
+
+def test_calc_loss_loader_averages_the_first_num_batches():
+    model = tiny_model()
+    gen = torch.Generator().manual_seed(3)
+    batches = [tuple(torch.randint(0, 100, (2, 4), generator=gen) for _ in range(2)) for _ in range(2)]
+    loader = DataLoader(batches, batch_size=None)
+    each = [calc_loss_batch(x, y, model, "cpu").item() for x, y in batches]
+    assert calc_loss_loader(loader, model, "cpu") == pytest.approx(sum(each) / 2)
+    assert calc_loss_loader(loader, model, "cpu", num_batches=1) == pytest.approx(each[0])
+    assert calc_loss_loader(loader, model, "cpu", num_batches=99) == pytest.approx(sum(each) / 2)
+
+
+def test_calc_loss_loader_refuses_an_empty_loader_instead_of_returning_nan():
+    with pytest.raises(ValueError, match="no batches"):
+        calc_loss_loader(DataLoader([], batch_size=2), tiny_model(), "cpu")
+    with pytest.raises(ValueError, match="num_batches"):
+        loader = DataLoader([(torch.zeros(1, 2, dtype=torch.long),) * 2], batch_size=None)
+        calc_loss_loader(loader, tiny_model(), "cpu", num_batches=0)
+
+
+def test_an_untrained_gpt2_is_near_a_uniform_guess(verdict):
+    # the book's GPT_CONFIG_124M starts at 10.98; a smaller random model is likewise near ln(50257)
+    torch.manual_seed(123)
+    model = GPTModel({**TINY, "vocab_size": 50257, "context_length": 64}).eval()
+    train_loader, val_loader = create_train_val_loaders(verdict, context_length=64, batch_size=2)
+    loss = calc_loss_loader(val_loader, model, "cpu")
+    assert abs(loss - math.log(50257)) < 0.5
+
+
+def test_evaluate_model_restores_the_training_mode(verdict):
+    model = GPTModel({**TINY, "vocab_size": 50257, "context_length": 64, "drop_rate": 0.5})
+    train_loader, val_loader = create_train_val_loaders(verdict, context_length=64)
+    model.train()
+    evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=1)
+    assert model.training
+    model.eval()
+    evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=1)
+    assert not model.training
+
+
+# --- the 90/10 split ----------------------------------------------------------------------------------
+
+
+def test_the_books_split_of_the_verdict(verdict):
+    torch.manual_seed(123)
+    train_loader, val_loader = create_train_val_loaders(verdict, context_length=256, batch_size=2)
+    assert (len(train_loader), len(val_loader)) == (9, 1)
+    assert sum(x.numel() for x, _ in train_loader) == 4608
+    assert sum(x.numel() for x, _ in val_loader) == 512
+    for x, y in train_loader:
+        assert x.shape == y.shape == (2, 256)
+        assert torch.equal(x[:, 1:], y[:, :-1])  # targets are the inputs shifted by one
+
+
+def test_a_context_longer_than_the_validation_split_names_the_counts(verdict):
+    with pytest.raises(ValueError, match=r"validation split .* 534 tokens.*context_length <= 533"):
+        create_train_val_loaders(verdict, context_length=1024)
+
+
+def test_a_training_split_smaller_than_one_batch_is_an_error(verdict):
+    with pytest.raises(ValueError, match=r"training split makes 18 window\(s\).*batch_size <= 18"):
+        create_train_val_loaders(verdict, context_length=256, batch_size=32)
+    with pytest.raises(ValueError, match="train_ratio"):
+        create_train_val_loaders(verdict, context_length=256, train_ratio=1.0)
+
+
+# --- sampling and generation --------------------------------------------------------------------------
+
+
+def test_sample_next_token_top_k_and_temperature():
+    logits = torch.tensor([[4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79]])
+    assert sample_next_token(logits).item() == 3  # temperature 0: greedy
+    assert sample_next_token(logits, temperature=2.0, top_k=1).item() == 3  # one candidate left
+    torch.manual_seed(0)
+    draws = torch.cat([sample_next_token(logits, temperature=1.0, top_k=3) for _ in range(300)])
+    assert set(draws.flatten().tolist()) <= {0, 3, 7}  # only the three best scores can be drawn
+    assert set(draws.flatten().tolist()) == {0, 3, 7}
+
+
+@pytest.mark.parametrize("bad", [{"temperature": -0.5}, {"temperature": "hot"}, {"top_k": 0}, {"top_k": 2.5}])
+def test_sampling_arguments_are_checked(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        generate(tiny_model(), torch.zeros(1, 2, dtype=torch.long), 3, 16, **bad)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"temperature": 1.3, "top_k": 7}, {"temperature": 0.7}])
+@pytest.mark.parametrize("prompt_len,new", [(3, 8), (5, 20)])  # 5 + 20 > 16: past the context length
+def test_cached_generation_gives_the_plain_loops_tokens(kwargs, prompt_len, new):
+    model = tiny_model(seed=4)
+    prompt = torch.randint(0, 100, (3, prompt_len), generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(11)
+    cached = generate(model, prompt, new, 16, **kwargs)
+    torch.manual_seed(11)
+    plain = generate(model, prompt, new, 16, use_cache=False, **kwargs)
+    assert cached.shape == (3, prompt_len + new)
+    assert torch.equal(cached, plain)
+    if not kwargs:  # greedy is chapter 4's generate_text_simple
+        assert torch.equal(cached, generate_text_simple(model, prompt, new, 16))
+
+
+def test_generation_stops_at_end_of_text():
+    model = tiny_model(seed=4)
+    prompt = torch.tensor([[1, 2, 3]])
+    greedy = generate(model, prompt, 10, 16)
+    eos = greedy[0, 5].item()  # make the third generated token the end-of-text token
+    first = (greedy[0, 3:] == eos).nonzero()[0].item()
+    stopped = generate(model, prompt, 10, 16, eos_id=eos)
+    assert torch.equal(stopped, greedy[:, : 3 + first])  # the book's rule: eos itself is not appended
+
+
+def test_a_finished_row_is_padded_with_end_of_text_until_all_rows_finish():
+    model = tiny_model(seed=4)
+    prompts = torch.tensor([[1, 2, 3], [7, 8, 9]])
+    greedy = generate(model, prompts, 12, 16)
+    eos = greedy[0, 3].item()  # row 0 ends at once
+    out = generate(model, prompts, 12, 16, eos_id=eos)
+    row1_end = (greedy[1, 3:] == eos).nonzero()
+    expected_len = 3 + (row1_end[0].item() if len(row1_end) else 12)
+    assert out.shape[1] == expected_len
+    assert (out[0, 3:] == eos).all()
+    assert torch.equal(out[1], greedy[1, :expected_len])
+
+
+def test_a_prompt_longer_than_the_context_is_cropped_with_a_warning():
+    model = tiny_model()
+    prompt = torch.randint(0, 100, (1, 20), generator=torch.Generator().manual_seed(6))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = generate(model, prompt, 2, 16)
+    assert "only its last 16 tokens" in str(caught[0].message)
+    assert torch.equal(out[:, :20], prompt)
+    assert torch.equal(out, generate_text_simple(model, prompt, 2, 16))
