@@ -5,6 +5,8 @@ import warnings
 
 import pytest
 import torch
+from test_gpt import TINY
+from test_gpt import tiny_model as untrained_tiny_model
 from torch.utils.data import DataLoader
 
 from ch04_gpt.gpt import GPTModel, generate_text_simple
@@ -20,20 +22,9 @@ from ch05_pretraining.pretraining import (
 )
 from shared.data import fetch, gpt2_encoding
 
-TINY = {
-    "vocab_size": 100,
-    "context_length": 16,
-    "emb_dim": 32,
-    "n_heads": 4,
-    "n_layers": 2,
-    "drop_rate": 0.0,
-    "qkv_bias": False,
-}
-
 
 def tiny_model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    return GPTModel({**TINY, **overrides}).eval()
+    return untrained_tiny_model(seed, **overrides).eval()
 
 
 @pytest.fixture(scope="module")
