@@ -304,3 +304,35 @@ def gpt_architecture(n_layers=12):
             va="center",
         )
     _show(fig)
+
+
+def training_loop():
+    """Chapter 5: one step of train_model_simple, repeated for every batch, and what happens on the side."""
+    fig, ax = _canvas(9.0, 3.0)
+    steps = [
+        (0.9, "batch\ninputs, targets", GREY),
+        (2.6, "GPTModel\n(inputs)", BLUE),
+        (4.3, "logits\n(batch, tokens, vocab)", BLUE),
+        (6.0, "cross-entropy\nvs targets", RED),
+        (7.9, "loss.backward()\ngradients", ORANGE),
+    ]
+    y = 2.1
+    for x, text, color in steps:
+        _box(ax, x, y, 1.45, 0.7, text, color, fontsize=8)
+    for (x0, _, _), (x1, _, _) in zip(steps, steps[1:], strict=False):
+        _arrow(ax, (x0 + 0.75, y), (x1 - 0.75, y))
+    _box(ax, 4.3, 0.75, 2.2, 0.6, "optimizer.step()\nupdate the weights", GREEN, fontsize=8)
+    _arrow(ax, (7.9, y - 0.38), (5.45, 0.8), connectionstyle="arc3,rad=-0.2")
+    _arrow(ax, (3.15, 0.8), (0.9, y - 0.38), connectionstyle="arc3,rad=-0.2")
+    ax.text(1.7, 0.75, "next batch", ha="center", va="center", fontsize=8, color=GREY)
+    ax.text(
+        7.7,
+        0.35,
+        "every eval_freq steps: training and\nvalidation loss, dropout off\nevery epoch: a text sample",
+        ha="center",
+        va="center",
+        fontsize=8,
+        color=GREY,
+    )
+    ax.text(0.9, 2.75, "optimizer.zero_grad() first", ha="center", va="center", fontsize=7, color=GREY)
+    _show(fig)
