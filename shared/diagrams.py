@@ -335,4 +335,66 @@ def training_loop():
         color=GREY,
     )
     ax.text(0.9, 2.75, "optimizer.zero_grad() first", ha="center", va="center", fontsize=7, color=GREY)
+
+
+def spam_classifier(n_layers=12):
+    """Chapter 6: the GPT with a two-class head, what is frozen, what trains, why the last token decides."""
+    fig, ax = _canvas(9.0, 4.6)
+    # left: the model, bottom to top; grey = frozen, coloured = trained
+    stack = [
+        (0.3, 0.36, "token ids of a message, padded with 50256", GREY, 0.08),
+        (0.85, 0.4, "token + positional embeddings (frozen)", GREY, 0.15),
+        (1.55, 0.6, f"transformer blocks 1 to {n_layers - 1} (frozen)", GREY, 0.15),
+        (2.3, 0.4, f"transformer block {n_layers} (trained)", RED, 0.15),
+        (2.9, 0.4, "final LayerNorm (trained)", GREEN, 0.15),
+        (3.5, 0.4, "new out_head: emb_dim -> 2 (trained)", BLUE, 0.3),
+        (4.15, 0.4, "2 scores per position", GREY, 0.08),
+    ]
+    for y, h, text, color, alpha in stack:
+        _box(ax, 2.2, y, 3.8, h, text, color, fill_alpha=alpha)
+    for (y0, h0, *_), (y1, h1, *_) in zip(stack[:-1], stack[1:], strict=True):
+        _arrow(ax, (2.2, y0 + h0 / 2), (2.2, y1 - h1 / 2))
+    ax.text(4.25, 3.5, "was: emb_dim -> 50,257", fontsize=8, color=GREY, va="center")
+    # right: the causal mask; only the last row has seen every token
+    tokens = ["Do", " you", " have", " time"]
+    x0, y0, cell = 6.0, 0.9, 0.55
+    n = len(tokens)
+    for row in range(n):
+        for col in range(n):
+            seen = col <= row
+            last = row == n - 1
+            color = ORANGE if last and seen else (BLUE if seen else "white")
+            ax.add_patch(
+                plt.Rectangle(
+                    (x0 + col * cell, y0 + (n - 1 - row) * cell),
+                    cell,
+                    cell,
+                    facecolor=color,
+                    alpha=0.35 if seen else 1.0,
+                    edgecolor=GREY,
+                )
+            )
+        ax.text(
+            x0 - 0.08, y0 + (n - 1 - row) * cell + cell / 2, tokens[row], ha="right", va="center", fontsize=8
+        )
+    for col, token in enumerate(tokens):
+        ax.text(x0 + col * cell + cell / 2, y0 + n * cell + 0.08, token, ha="center", va="bottom", fontsize=8)
+    ax.text(
+        x0 + n * cell / 2,
+        y0 + n * cell + 0.45,
+        "which tokens each position attends to",
+        ha="center",
+        fontsize=9,
+    )
+    ax.text(
+        x0 + n * cell / 2,
+        y0 - 0.3,
+        "the last position has seen the whole message:\nits 2 scores decide spam or not spam",
+        ha="center",
+        va="top",
+        fontsize=8,
+        color=ORANGE,
+    )
+    _arrow(ax, (4.1, 4.15), (5.4, 4.15), color=ORANGE)
+    ax.text(5.45, 4.15, "keep the last position's 2 scores", fontsize=8, color=ORANGE, va="center")
     _show(fig)
