@@ -301,9 +301,10 @@ def query_model(
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    pieces = []
+    pieces, answering = [], False
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
+            answering = True
             for line in response:
                 if not line.strip():
                     continue
@@ -327,10 +328,9 @@ def query_model(
             f"no Ollama server answers at {url} ({err.reason}): install Ollama (https://ollama.com), "
             f"start it with `ollama serve` and download the judge with `ollama pull {model}`"
         ) from None
-    except TimeoutError:
-        raise TimeoutError(
-            f"the Ollama server at {url} stopped answering for {timeout} s in the middle of a reply"
-        ) from None
+    except TimeoutError:  # the socket's timeout, while waiting for the answer or in the middle of it
+        where = "in the middle of a reply" if answering else "before answering"
+        raise TimeoutError(f"the Ollama server at {url} was silent for {timeout} s {where}") from None
     raise ConnectionError(f"the Ollama server at {url} closed the connection before the end of its answer")
 
 
