@@ -1,0 +1,136 @@
+"""Talk to an instruction-fine-tuned model in a terminal, its answers printed as they are written.
+
+    python -m ch07_instruct.chat --checkpoint path/to/checkpoint      # saved by chapter 7's notebook
+    python -m ch07_instruct.chat --gpt2 "gpt2-medium (355M)"           # OpenAI's GPT-2, not fine-tuned
+
+Type an instruction and press Enter; an empty line is skipped, `exit`, `quit` or end of input (Ctrl-D)
+ends the session. To give an input as well, put it after ` | `: `Translate to French | Good morning`.
+Instructions can also be piped in, one per line:
+`printf 'Name a colour.\\n' | python -m ch07_instruct.chat --checkpoint ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from ch04_gpt.gpt import GPTModel
+from ch05_pretraining.pretraining import load_checkpoint, load_pretrained_gpt2, read_checkpoint_config
+from ch07_instruct.instruct import PROMPT_STYLES, stream_response
+from shared.data import gpt2_encoding
+from shared.device import get_device
+
+INPUT_SEPARATOR = " | "
+EXIT_WORDS = ("exit", "quit")
+
+
+def load_model(checkpoint=None, gpt2=None, device="cpu"):
+    """A GPTModel in eval mode on ``device``: from a checkpoint folder (save_checkpoint) or a GPT-2 size."""
+    if (checkpoint is None) == (gpt2 is None):
+        raise ValueError("give either a checkpoint or a GPT-2 size, not both")
+    if gpt2 is not None:
+        return load_pretrained_gpt2(gpt2, device)
+    model = GPTModel(read_checkpoint_config(checkpoint))
+    load_checkpoint(checkpoint, model)
+    return model.to(device).eval()
+
+
+def parse_line(line):
+    """An entry (instruction, input) from a typed line: ``instruction | input`` or the instruction alone."""
+    instruction, _, input_text = line.partition(INPUT_SEPARATOR)
+    return {"instruction": instruction.strip(), "input": input_text.strip()}
+
+
+def chat_loop(model, tokenizer, lines, write=None, *, style="alpaca", prompt="", **kwargs):
+    """Answer each instruction in ``lines`` (an iterable of strings), writing the answer piece by piece with
+    ``write`` (default: to stdout, flushed at once). ``kwargs`` go to stream_response (max_new_tokens,
+    temperature, top_k). Returns the answers, one string per instruction."""
+    if write is None:
+
+        def write(text):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    format_fn, response_header = PROMPT_STYLES[style]
+    answers = []
+    write(prompt)
+    for line in lines:
+        line = line.strip()
+        if line.lower() in EXIT_WORDS:
+            break
+        if line:
+            pieces = []
+            try:
+                for piece in stream_response(
+                    model,
+                    tokenizer,
+                    parse_line(line),
+                    format_fn=format_fn,
+                    response_header=response_header,
+                    **kwargs,
+                ):
+                    pieces.append(piece)
+                    write(piece)
+            except ValueError as err:  # a prompt too long for the model: say so and carry on
+                write(f"[{err}]")
+            answers.append("".join(pieces))
+            write("\n")
+        write(prompt)
+    return answers
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m ch07_instruct.chat",
+        description="Chat with an instruction-fine-tuned GPT model; answers are printed as they are written.",
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint", help="a checkpoint folder or checkpoint_dir written by save_checkpoint"
+    )
+    source.add_argument(
+        "--gpt2", metavar="SIZE", help='a GPT-2 size, e.g. "gpt2-medium (355M)" (downloads it)'
+    )
+    parser.add_argument(
+        "--style", choices=sorted(PROMPT_STYLES), default="alpaca", help="prompt style it learned"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens (256)")
+    parser.add_argument(
+        "--temperature", type=float, default=0.0, help="0 (default): always the likeliest token"
+    )
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
+    parser.add_argument("--seed", type=int, default=123, help="random seed, for sampling (123)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the fastest available)")
+    args = parser.parse_args(argv)
+    if args.max_new_tokens < 1:
+        parser.error("--max-new-tokens must be at least 1")
+    try:
+        model = load_model(args.checkpoint, args.gpt2, get_device(args.device))
+        torch.manual_seed(args.seed)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print("Type an instruction (optionally `instruction | input`); `exit` or Ctrl-D ends.")
+        chat_loop(
+            model,
+            gpt2_encoding(),
+            sys.stdin,
+            style=args.style,
+            prompt="> " if interactive else "",
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_k=args.top_k,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""`python -m ch07_instruct.chat`: a chat loop over a saved checkpoint, end to end, with scripted input."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ch04_gpt.gpt import GPTModel, get_gpt_config
+from ch05_pretraining.pretraining import save_checkpoint
+from ch07_instruct.chat import chat_loop, load_model, parse_line
+from ch07_instruct.instruct import format_input_phi3, generate_response
+from shared.data import gpt2_encoding
+from shared.export import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return gpt2_encoding()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny GPT with GPT-2's vocabulary and random weights, saved as chapter 7's notebook saves one."""
+    torch.manual_seed(0)
+    cfg = get_gpt_config("124M", emb_dim=16, n_layers=1, n_heads=2, context_length=96, qkv_bias=True)
+    folder = tmp_path_factory.mktemp("chat") / "instruct-sft"
+    save_checkpoint(folder, GPTModel(cfg))
+    return folder
+
+
+def run_chat(*args, stdin=""):
+    return subprocess.run(
+        [sys.executable, "-m", "ch07_instruct.chat", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+
+
+def test_help():
+    result = run_chat("--help")
+    assert result.returncode == 0
+    for option in ("--checkpoint", "--gpt2", "--max-new-tokens", "--temperature", "--top-k", "--style"):
+        assert option in result.stdout
+
+
+def test_chat_end_to_end_with_scripted_input(checkpoint, tokenizer):
+    lines = ["Name a colour.", "Translate to French | Good morning", "", "exit", "never read"]
+    result = run_chat(
+        "--checkpoint", checkpoint, "--max-new-tokens", 6, "--device", "cpu", stdin="\n".join(lines)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    model = load_model(checkpoint)
+    expected = [generate_response(model, tokenizer, parse_line(line), 6) for line in lines[:2]]
+    assert result.stdout == "".join(answer + "\n" for answer in expected)
+
+
+def test_chat_ends_at_end_of_input(checkpoint):
+    result = run_chat(
+        "--checkpoint", checkpoint, "--max-new-tokens", 2, stdin="Say hi."
+    )  # no newline, no exit
+    assert result.returncode == 0 and result.stdout.count("\n") == 1
+
+
+def test_chat_reports_a_missing_checkpoint(tmp_path):
+    result = run_chat("--checkpoint", tmp_path / "nothing")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no checkpoint in 'nothing'")
+
+
+def test_chat_needs_a_model():
+    result = run_chat()
+    assert result.returncode == 2 and "one of the arguments --checkpoint --gpt2 is required" in result.stderr
+
+
+def test_chat_loop_streams_pieces_and_carries_on_after_a_prompt_too_long(checkpoint, tokenizer):
+    model = load_model(checkpoint)
+    written = []
+    answers = chat_loop(
+        model,
+        tokenizer,
+        ["Name a colour.", "Summarize | " + "word " * 200, "Say hi."],
+        written.append,
+        max_new_tokens=8,
+    )
+    assert answers[0] == generate_response(model, tokenizer, {"instruction": "Name a colour."}, 8)
+    assert answers[1] == "" and "the prompt has" in "".join(written) and "no room is left" in "".join(written)
+    assert len(answers) == 3 and "".join(written).count("\n") == 3
+    assert len([w for w in written if w not in ("", "\n")]) > 3  # pieces, not one block per answer
+
+
+def test_chat_loop_phi3_style(checkpoint, tokenizer):
+    model = load_model(checkpoint)
+    (answer,) = chat_loop(
+        model, tokenizer, ["Name a colour."], lambda text: None, style="phi3", max_new_tokens=5
+    )
+    expected = generate_response(
+        model,
+        tokenizer,
+        {"instruction": "Name a colour."},
+        5,
+        format_fn=format_input_phi3,
+        response_header="\n<|assistant|>:\n",
+    )
+    assert answer == expected
+
+
+def test_parse_line():
+    assert parse_line("Translate | Good morning") == {"instruction": "Translate", "input": "Good morning"}
+    assert parse_line("  Name a colour.  ") == {"instruction": "Name a colour.", "input": ""}
+    assert parse_line("a|b") == {"instruction": "a|b", "input": ""}  # only ' | ' separates
+
+
+def test_load_model_needs_exactly_one_source(checkpoint):
+    with pytest.raises(ValueError, match="either a checkpoint or a GPT-2 size"):
+        load_model()
+    with pytest.raises(ValueError, match="either a checkpoint or a GPT-2 size"):
+        load_model(checkpoint, "124M")
