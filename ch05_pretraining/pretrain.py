@@ -221,6 +221,9 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
             total_steps = args.epochs * steps_per_epoch
             warmup = args.warmup_steps if args.warmup_steps is not None else max(1, int(0.2 * total_steps))
             compile_model = device.type == "cuda" if args.compile is None else args.compile
+            if device.type == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (TF32)
+                torch.backends.cudnn.allow_tf32 = True
             say(
                 f"precision {args.precision}, attention {args.attention}, "
                 f"{'fused AdamW' if args.fused_adamw else 'AdamW'}, compile {compile_model}, "
