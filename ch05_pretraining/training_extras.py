@@ -51,11 +51,13 @@ def create_optimizer(model, lr, weight_decay=0.1, betas=(0.9, 0.999), fused=None
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    if fused is None:
-        device_type = params[0].device.type
-        fused = device_type in ("cuda", "cpu", "mps") and all(p.is_floating_point() for p in params)
-    options = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, **options)
+    if fused is not None:
+        options = {"fused": True} if fused else {"foreach": True}
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **options)
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
+    except RuntimeError:  # no fused kernel for these parameters' device in this PyTorch version
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
