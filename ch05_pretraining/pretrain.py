@@ -1,22 +1,32 @@
-"""Pretrain a GPT model on a text file: chapter 5's training loop as a command.
+"""Pretrain a GPT model on a text file: chapter 5's training, with appendix D's loop, as a command.
 
     python -m ch05_pretraining.pretrain --help
-    python -m ch05_pretraining.pretrain --out runs/verdict                # the book's run on the-verdict
+    python -m ch05_pretraining.pretrain --out runs/verdict                # the-verdict, the fast settings
     python -m ch05_pretraining.pretrain --out runs/verdict --resume       # carry on from the last checkpoint
+    python -m ch05_pretraining.pretrain --out runs/book --book            # the book's train_model_simple run
     python -m ch05_pretraining.pretrain --data my.txt --emb-dim 256 --n-layers 4 --n-heads 4 --out runs/small
+    torchrun --standalone --nproc_per_node 4 -m ch05_pretraining.pretrain --out runs/ddp   # 4 GPUs (DDP)
 
-Everything it runs is chapter 5's exported code (create_train_val_loaders, train_model_simple,
-save_checkpoint, plot_losses, generate): this file only reads the options and reports.
+By default it trains with appendix D's train_model (warmup, cosine decay, clipping) and the fast settings:
+the precision the hardware computes natively (bf16, or fp16 with a gradient scaler, else fp32), fused
+AdamW with weight decay on the matrices, fused attention, and torch.compile on CUDA; each has a switch.
+Started by torchrun, it trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs): every process
+reads its own share of each epoch, and only process 0 prints and writes checkpoints and the plot.
+
+Everything it runs is the notebooks' exported code (create_train_val_loaders, train_model_simple,
+train_model, save_checkpoint, plot_losses, generate): this file only reads the options and reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
 from ch05_pretraining.pretraining import (
@@ -27,6 +37,7 @@ from ch05_pretraining.pretraining import (
     token_ids_to_text,
     train_model_simple,
 )
+from ch05_pretraining.training_extras import PRECISIONS, create_optimizer, distributed_loader, train_model
 from shared.data import fetch, gpt2_encoding
 from shared.device import get_device, set_seed
 from shared.files import atomic_write
@@ -83,7 +94,53 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     train.add_argument("--start-context", default="Every effort moves you", help="prompt of the samples")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in log files)")
+    fast = p.add_argument_group("appendix D's loop and the fast settings (ignored with --book)")
+    fast.add_argument(
+        "--book",
+        action="store_true",
+        help="the book's chapter 5 run instead: train_model_simple, fp32, explicit attention, AdamW decaying "
+        "every tensor, constant learning rate (no torchrun)",
+    )
+    fast.add_argument(
+        "--warmup-steps", type=int, help="(default: 20%% of the optimizer steps, as in the book)"
+    )
+    fast.add_argument("--initial-lr", type=float, default=1e-5, help="learning rate of the first warmup step")
+    fast.add_argument("--min-lr", type=float, default=1e-5, help="learning rate the cosine decay ends at")
+    fast.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping norm (0: no clipping)")
+    fast.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
+    fast.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto: what the device computes fast"
+    )
+    fast.add_argument(
+        "--attention", choices=("sdpa", "explicit"), default="sdpa", help="sdpa: the fused kernel"
+    )
+    fast.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the training steps (default: on CUDA only; compiling takes a while on a CPU)",
+    )
+    fast.add_argument(
+        "--fused-adamw",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create_optimizer's AdamW (fused, weight decay on matrices only); --no-fused-adamw: the book's",
+    )
     return p
+
+
+def start_distributed(device_name: str | None) -> tuple[torch.device, int, int]:
+    """Join the process group when torchrun started this process (it sets WORLD_SIZE, RANK, LOCAL_RANK):
+    NCCL between GPUs, one GPU per process; gloo between CPU processes. Returns (device, rank, world size)."""
+    if "WORLD_SIZE" not in os.environ:
+        return get_device(device_name), 0, 1
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = get_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), dist.get_world_size()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,48 +157,101 @@ def main(argv: list[str] | None = None) -> int:
         }.items()
         if value is not None
     }
+    if not args.book:
+        overrides["attn_impl"] = args.attention
+    if args.book and "WORLD_SIZE" in os.environ:
+        parser.exit(2, "error: --book runs the book's single-process loop; start it without torchrun\n")
+    device, rank, world_size = start_distributed(args.device)
+    is_main = rank == 0
+    try:
+        return _run(parser, args, overrides, device, rank, world_size, is_main)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
+    say = print if is_main else (lambda *a, **k: None)
     try:
         cfg = get_gpt_config(args.config, **overrides)
         text = read_text(args.data)
-        device = get_device(args.device)
         set_seed(args.seed)
-        model = GPTModel(cfg).to(device)
+        model = GPTModel(cfg).to(device)  # the same initial weights in every process
         train_loader, val_loader = create_train_val_loaders(
             text, cfg["context_length"], batch_size=args.batch_size, train_ratio=args.train_ratio
         )
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        if world_size > 1 or "WORLD_SIZE" in os.environ:
+            train_loader = distributed_loader(train_loader, shuffle=True, seed=args.seed)
+            val_loader = distributed_loader(val_loader, shuffle=False)
+            torch.manual_seed(args.seed + rank)  # different dropout masks in every process
+        if args.book or not args.fused_adamw:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        else:
+            optimizer = create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
         tokenizer = gpt2_encoding()
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        print(
-            f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}; "
-            f"{len(train_loader)} training and {len(val_loader)} validation batches of "
-            f"{args.batch_size} x {cfg['context_length']} tokens"
+        if is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        steps_per_epoch = len(train_loader) // (1 if args.book else args.grad_accum)
+        batch = args.batch_size * world_size * (1 if args.book else args.grad_accum)
+        say(
+            f"{sum(p.numel() for p in model.parameters()):,} parameters on {device}"
+            + (f" x {world_size} processes" if world_size > 1 else "")
+            + f"; {steps_per_epoch} steps per epoch of {batch} x {cfg['context_length']} tokens, "
+            f"{len(val_loader)} validation batches"
         )
         steps_before = steps_taken(out / "checkpoints") if args.resume else 0
+        common = {
+            "eval_freq": args.eval_freq,
+            "eval_iter": args.eval_iter,
+            "start_context": args.start_context,
+            "tokenizer": tokenizer,
+            "checkpoint_dir": out / "checkpoints",
+            "checkpoint_every": args.checkpoint_every,
+            "resume": args.resume,
+            "max_steps": args.max_steps,
+            "progress": not args.no_progress,
+        }
         start = time.perf_counter()
-        train_losses, val_losses, tokens_seen = train_model_simple(
-            model,
-            train_loader,
-            val_loader,
-            optimizer,
-            device,
-            num_epochs=args.epochs,
-            eval_freq=args.eval_freq,
-            eval_iter=args.eval_iter,
-            start_context=args.start_context,
-            tokenizer=tokenizer,
-            checkpoint_dir=out / "checkpoints",
-            checkpoint_every=args.checkpoint_every,
-            resume=args.resume,
-            max_steps=args.max_steps,
-            progress=not args.no_progress,
-        )
+        if args.book:
+            train_losses, val_losses, tokens_seen = train_model_simple(
+                model, train_loader, val_loader, optimizer, device, num_epochs=args.epochs, **common
+            )
+        else:
+            total_steps = args.epochs * steps_per_epoch
+            warmup = args.warmup_steps if args.warmup_steps is not None else max(1, int(0.2 * total_steps))
+            compile_model = device.type == "cuda" if args.compile is None else args.compile
+            if device.type == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (TF32)
+                torch.backends.cudnn.allow_tf32 = True
+            say(
+                f"precision {args.precision}, attention {args.attention}, "
+                f"{'fused AdamW' if args.fused_adamw else 'AdamW'}, compile {compile_model}, "
+                f"warmup {warmup} of {total_steps} steps, clipping at {args.max_norm or 'none'}"
+            )
+            train_losses, val_losses, tokens_seen, _ = train_model(
+                model,
+                train_loader,
+                val_loader,
+                optimizer,
+                device,
+                n_epochs=args.epochs,
+                warmup_steps=warmup,
+                initial_lr=args.initial_lr,
+                min_lr=args.min_lr,
+                max_norm=args.max_norm or None,
+                precision=args.precision,
+                grad_accum_steps=args.grad_accum,
+                compile_model=compile_model,
+                **common,
+            )
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
+    if not is_main:
+        return 0
     elapsed = time.perf_counter() - start
     steps = steps_taken(out / "checkpoints") - steps_before
-    tokens = steps * args.batch_size * cfg["context_length"]
+    tokens = steps * batch * cfg["context_length"]
     speed = tokens / elapsed if elapsed > 0 else float("nan")
     print(f"{steps} steps, {tokens:,} tokens in {elapsed:.1f} s: {speed:,.0f} tokens/s, evaluation included")
     if not train_losses:
