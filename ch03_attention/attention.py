@@ -190,7 +190,10 @@ class MultiHeadAttention(MultiHeadAttention):
     ``forward(x, kv_cache=...)`` serves text generation (chapter 4's bonus section): ``kv_cache`` holds this
     layer's keys and values of earlier positions (attributes ``keys`` and ``values``, ``None`` while empty);
     ``x`` then holds only the new tokens, which see the cached ones, and their keys and values are appended
-    to the cache. This class keeps the name, so chapter 4's GPT model and every later chapter use it.
+    to the cache. A cache with an ``update(keys, values)`` method (chapter 4's preallocated StaticKVCache)
+    stores them itself and returns all keys and values so far plus a mask of the keys each query may see
+    (``None``: the usual causal mask). This class keeps the name, so chapter 4's GPT model and every later
+    chapter use it.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, use_sdpa=False):
@@ -220,8 +223,23 @@ class MultiHeadAttention(MultiHeadAttention):
         queries = self._split_heads(self.W_query(x))
         keys = self._split_heads(self.W_key(x))
         values = self._split_heads(self.W_value(x))
-        keys, values = self._extend_cache(kv_cache, keys, values)  # the cached positions first
+        if hasattr(kv_cache, "update"):  # a preallocated cache writes them into its own tensors
+            keys, values, allowed = kv_cache.update(keys, values)
+            if allowed is not None:  # e.g. a batch of texts of different lengths, padded on the left
+                return self._merge_heads(self._attend_masked(queries, keys, values, allowed))
+        else:
+            keys, values = self._extend_cache(kv_cache, keys, values)  # the cached positions first
         return self._merge_heads(self._attend(queries, keys, values))
+
+    def _attend_masked(self, queries, keys, values, allowed):
+        """Attention where ``allowed`` (broadcast to (b, heads, num_queries, num_keys), True = may see)
+        replaces the causal mask."""
+        p = self.dropout.p if self.training else 0.0
+        if self.use_sdpa:
+            return F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed, dropout_p=p)
+        scores = (queries @ keys.transpose(2, 3)).masked_fill(~allowed, -torch.inf)
+        weights = self.dropout(torch.softmax(scores / self.head_dim**0.5, dim=-1))
+        return weights @ values
 
     def _extend_cache(self, kv_cache, keys, values):
         """Put the keys and values of the cached (earlier) positions before the new ones; cache them all."""
