@@ -201,20 +201,19 @@ class MultiHeadAttention(MultiHeadAttention):
         self.use_sdpa = use_sdpa
 
     def _attend(self, queries, keys, values):
-        if not self.use_sdpa:
-            return super()._attend(queries, keys, values)  # the explicit code of section 3.6.2
         num_queries, num_keys = queries.shape[2], keys.shape[2]
         start = num_keys - num_queries  # position of the first query (0 without a cache)
+        if start == 0 and not self.use_sdpa:
+            return super()._attend(queries, keys, values)  # the explicit code of section 3.6.2
         if start == 0:  # no cached keys: the usual causal triangle
-            allowed, causal = None, True
-        elif num_queries == 1:  # one new token, at the last position: it may see every key
-            allowed, causal = None, False
-        else:  # is_causal would align its triangle to the top-left corner: pass the right rows
-            allowed, causal = ~self.mask.bool()[start:num_keys, :num_keys], False  # True = may see
-        p = self.dropout.p if self.training else 0.0
-        return F.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=allowed, dropout_p=p, is_causal=causal
-        )
+            p = self.dropout.p if self.training else 0.0
+            return F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
+        # Cached keys: the queries are the last positions (is_causal would put its triangle at the top-left
+        # corner), so pass the mask's right rows; one new token, the last, may see every key. Only those rows
+        # are converted: converting the whole context_length x context_length mask, as section 3.6.2 does at
+        # every call, would cost a generation step more than its attention.
+        allowed = None if num_queries == 1 else self.mask[start:num_keys, :num_keys] == 0  # True = may see
+        return self._attend_masked(queries, keys, values, allowed)
 
     def forward(self, x, kv_cache=None):
         if kv_cache is None:
@@ -232,12 +231,14 @@ class MultiHeadAttention(MultiHeadAttention):
         return self._merge_heads(self._attend(queries, keys, values))
 
     def _attend_masked(self, queries, keys, values, allowed):
-        """Attention where ``allowed`` (broadcast to (b, heads, num_queries, num_keys), True = may see)
-        replaces the causal mask."""
+        """Attention where ``allowed`` (broadcast to (b, heads, num_queries, num_keys), True = may see; None:
+        every key) replaces the causal mask."""
         p = self.dropout.p if self.training else 0.0
         if self.use_sdpa:
             return F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed, dropout_p=p)
-        scores = (queries @ keys.transpose(2, 3)).masked_fill(~allowed, -torch.inf)
+        scores = queries @ keys.transpose(2, 3)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, -torch.inf)
         weights = self.dropout(torch.softmax(scores / self.head_dim**0.5, dim=-1))
         return weights @ values
 
