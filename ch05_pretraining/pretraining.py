@@ -451,6 +451,7 @@ def _generation_steps(
         yield idx_next
         idx = torch.cat((idx, idx_next), dim=1)
 
+
 _PACKED = weakref.WeakKeyDictionary()  # nn.Linear -> ((weight version, address), packed weight)
 
 
