@@ -209,7 +209,7 @@ def main() -> None:
         print(f"  {name}: weights read at {traffic / bandwidth:.0%} of the copy bandwidth")
     if "generate bf16 unpacked" in medians:
         gain = medians["generate bf16 unpacked"] / medians["generate bf16"]
-        verdict = "ok" if gain >= 1.2 else "SLOW PATH BACK? expected >= 1.2x"
+        verdict = "ok" if gain >= 1.0 else "packing no longer pays: check _packed_linears"
         print(f"  bf16 on the CPU: packed weights vs plain nn.Linear: {gain:.2f}x ({verdict})")
     print("\nTargets (issue 11):")
     for variant, base, floor in TARGETS:
