@@ -190,7 +190,10 @@ class MultiHeadAttention(MultiHeadAttention):
     ``forward(x, kv_cache=...)`` serves text generation (chapter 4's bonus section): ``kv_cache`` holds this
     layer's keys and values of earlier positions (attributes ``keys`` and ``values``, ``None`` while empty);
     ``x`` then holds only the new tokens, which see the cached ones, and their keys and values are appended
-    to the cache. This class keeps the name, so chapter 4's GPT model and every later chapter use it.
+    to the cache. A cache with an ``update(keys, values)`` method (chapter 4's preallocated StaticKVCache)
+    stores them itself and returns all keys and values so far plus a mask of the keys each query may see
+    (``None``: the usual causal mask). This class keeps the name, so chapter 4's GPT model and every later
+    chapter use it.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, use_sdpa=False):
@@ -198,20 +201,19 @@ class MultiHeadAttention(MultiHeadAttention):
         self.use_sdpa = use_sdpa
 
     def _attend(self, queries, keys, values):
-        if not self.use_sdpa:
-            return super()._attend(queries, keys, values)  # the explicit code of section 3.6.2
         num_queries, num_keys = queries.shape[2], keys.shape[2]
         start = num_keys - num_queries  # position of the first query (0 without a cache)
+        if start == 0 and not self.use_sdpa:
+            return super()._attend(queries, keys, values)  # the explicit code of section 3.6.2
         if start == 0:  # no cached keys: the usual causal triangle
-            allowed, causal = None, True
-        elif num_queries == 1:  # one new token, at the last position: it may see every key
-            allowed, causal = None, False
-        else:  # is_causal would align its triangle to the top-left corner: pass the right rows
-            allowed, causal = ~self.mask.bool()[start:num_keys, :num_keys], False  # True = may see
-        p = self.dropout.p if self.training else 0.0
-        return F.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=allowed, dropout_p=p, is_causal=causal
-        )
+            p = self.dropout.p if self.training else 0.0
+            return F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
+        # Cached keys: the queries are the last positions (is_causal would put its triangle at the top-left
+        # corner), so pass the mask's right rows; one new token, the last, may see every key. Only those rows
+        # are converted: converting the whole context_length x context_length mask, as section 3.6.2 does at
+        # every call, would cost a generation step more than its attention.
+        allowed = None if num_queries == 1 else self.mask[start:num_keys, :num_keys] == 0  # True = may see
+        return self._attend_masked(queries, keys, values, allowed)
 
     def forward(self, x, kv_cache=None):
         if kv_cache is None:
@@ -220,8 +222,25 @@ class MultiHeadAttention(MultiHeadAttention):
         queries = self._split_heads(self.W_query(x))
         keys = self._split_heads(self.W_key(x))
         values = self._split_heads(self.W_value(x))
-        keys, values = self._extend_cache(kv_cache, keys, values)  # the cached positions first
+        if hasattr(kv_cache, "update"):  # a preallocated cache writes them into its own tensors
+            keys, values, allowed = kv_cache.update(keys, values)
+            if allowed is not None:  # e.g. a batch of texts of different lengths, padded on the left
+                return self._merge_heads(self._attend_masked(queries, keys, values, allowed))
+        else:
+            keys, values = self._extend_cache(kv_cache, keys, values)  # the cached positions first
         return self._merge_heads(self._attend(queries, keys, values))
+
+    def _attend_masked(self, queries, keys, values, allowed):
+        """Attention where ``allowed`` (broadcast to (b, heads, num_queries, num_keys), True = may see; None:
+        every key) replaces the causal mask."""
+        p = self.dropout.p if self.training else 0.0
+        if self.use_sdpa:
+            return F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed, dropout_p=p)
+        scores = queries @ keys.transpose(2, 3)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, -torch.inf)
+        weights = self.dropout(torch.softmax(scores / self.head_dim**0.5, dim=-1))
+        return weights @ values
 
     def _extend_cache(self, kv_cache, keys, values):
         """Put the keys and values of the cached (earlier) positions before the new ones; cache them all."""

@@ -178,8 +178,8 @@ class GPTModel(nn.Module):
     N(0, 1) initialization) and ``drop_rate_emb`` / ``drop_rate_attn`` / ``drop_rate_shortcut``.
 
     ``model(new_ids, kv_cache=cache)`` (bonus section after 4.7): ``new_ids`` are the tokens that follow
-    the ``cache.num_tokens`` tokens in the KVCache; the logits are those of the new positions, and the cache
-    grows by the new tokens.
+    the ``cache.num_tokens`` tokens in the KVCache (or StaticKVCache); the logits are those of the new
+    positions, and the cache grows by the new tokens.
     """
 
     def __init__(self, cfg):
@@ -198,8 +198,10 @@ class GPTModel(nn.Module):
     def forward(self, in_idx, kv_cache=None):
         start = 0 if kv_cache is None else _check_kv_cache(kv_cache, len(self.trf_blocks))
         in_idx = _check_token_ids(in_idx, self.tok_emb.num_embeddings, self.pos_emb.num_embeddings, start)
-        # positions 0, 1, ...; with a cache, the new tokens continue after the cached ones
-        positions = torch.arange(start, start + in_idx.shape[1], device=in_idx.device)
+        if kv_cache is None:  # positions 0, 1, ...
+            positions = torch.arange(in_idx.shape[1], device=in_idx.device)
+        else:  # the new tokens continue after the cached ones (the cache may give each row its own positions)
+            positions = kv_cache.positions(in_idx.shape[1], in_idx.device)
         x = self.tok_emb(in_idx) + self.pos_emb(positions)  # (batch, T, emb) + (T, emb): broadcast over batch
         x = self.drop_emb(x)
         if kv_cache is None:
@@ -319,6 +321,10 @@ class KVCache:
         for layer in self.layers:
             layer.keys = layer.values = None
 
+    def positions(self, num_new, device):
+        """The positions of ``num_new`` tokens that follow the cached ones (GPTModel.forward asks)."""
+        return torch.arange(self.num_tokens, self.num_tokens + num_new, device=device)
+
     def __repr__(self):
         return f"KVCache({len(self.layers)} layers, {self.num_tokens} tokens)"
 
@@ -361,6 +367,106 @@ def generate_text_cached(model, idx, max_new_tokens, context_size):
         next_idx = next_token_logits(model, idx, context_size, kv_cache).argmax(dim=-1, keepdim=True)
         idx = torch.cat((idx, next_idx), dim=1)
     return idx
+
+
+class _StaticLayerCache:
+    """One attention layer's part of a StaticKVCache: keys and values in tensors of room ``max_tokens``,
+    allocated at the first update (with the dtype and device of the keys), then written in place."""
+
+    __slots__ = ("owner", "keys", "values", "length")
+
+    def __init__(self, owner):
+        self.owner = owner  # the StaticKVCache: room, padding, the shared mask
+        self.keys = self.values = None  # (batch, n_heads, max_tokens, head_dim) once allocated
+        self.length = 0  # tokens written so far
+
+    def update(self, keys, values):
+        """Write the new (batch, n_heads, num_new, head_dim) keys and values after the cached ones; return
+        the keys and values of every token so far and the mask of the keys each new token may see."""
+        start, end = self.length, self.length + keys.shape[2]
+        if end > self.owner.max_tokens:
+            raise ValueError(
+                f"the cache holds {start} tokens and the input adds {keys.shape[2]}, more than its room of "
+                f"{self.owner.max_tokens} tokens: make a StaticKVCache with a larger max_tokens"
+            )
+        room = (*keys.shape[:2], self.owner.max_tokens, keys.shape[3])
+        fits = self.keys is not None and self.keys.shape == room and self.keys.dtype == keys.dtype
+        if not (fits and self.keys.device == keys.device):
+            if start > 0:
+                raise ValueError(
+                    f"the cache holds {self.keys.shape[0]} sequences but the input has {keys.shape[0]} "
+                    f"(or another dtype or device): start a new cache for a new batch"
+                )
+            self.keys = keys.new_empty(room)  # allocated once, reused after reset()
+            self.values = values.new_empty(room)
+        self.keys[:, :, start:end] = keys
+        self.values[:, :, start:end] = values
+        self.length = end
+        mask = self.owner._allowed(start, end, keys.device)
+        return self.keys[:, :, :end], self.values[:, :, :end], mask
+
+
+class StaticKVCache(KVCache):
+    """A KVCache with room for ``max_tokens`` tokens allocated once: each step writes its keys and values in
+    place instead of copying the whole cache with ``torch.cat``. ``max_tokens`` is at most the model's
+    context_length; the prompt plus the generated tokens, if they fit, is all a generation needs.
+
+    ``pad`` (optional, one number per row): the texts of a batch have different lengths and row ``i``
+    starts with ``pad[i]`` padding tokens (the batch is padded on the left, so that every row's next token
+    is in the last column). The padding gets no positions (each row's first real token is at position 0)
+    and no token attends to it, so each row's logits are those of the row alone (up to float rounding).
+    """
+
+    def __init__(self, n_layers, max_tokens, pad=None):
+        super().__init__(n_layers)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        self.max_tokens = max_tokens
+        self.layers = [_StaticLayerCache(self) for _ in range(n_layers)]
+        self.pad = pad
+
+    @property
+    def pad(self):
+        """Padding tokens at the start of each row, a (batch,) tensor, or None (no padding)."""
+        return self._pad
+
+    @pad.setter
+    def pad(self, pad):
+        pad = None if pad is None else torch.as_tensor(pad, dtype=torch.long).reshape(-1)
+        self._pad = pad if pad is not None and bool(pad.any()) else None
+        self._mask = None  # (start, end, mask): made by the first layer of a step, reused by the others
+
+    @property
+    def num_tokens(self):
+        return self.layers[0].length
+
+    def reset(self):
+        """Empty the cache (keeping its tensors and ``pad``): the next call starts again at position 0."""
+        for layer in self.layers:
+            layer.length = 0
+        self._mask = None
+
+    def positions(self, num_new, device):
+        cols = super().positions(num_new, device)
+        if self._pad is None:
+            return cols
+        return (cols - self._pad.to(device)[:, None]).clamp(min=0)  # (batch, num_new); padding at 0
+
+    def _allowed(self, start, end, device):
+        """(batch, 1, end - start, end) mask, True where a new token may see a key; None without padding."""
+        if self._pad is None:
+            return None  # the usual causal mask
+        if self._mask is None or self._mask[:2] != (start, end):
+            query_cols = torch.arange(start, end, device=device)[:, None]
+            key_cols = torch.arange(end, device=device)
+            causal = key_cols <= query_cols  # (num_new, end)
+            real_key = key_cols >= self._pad.to(device)[:, None, None, None]  # (batch, 1, 1, end)
+            # a padding token sees itself, so that no row of the softmax is empty (its result is unused)
+            self._mask = (start, end, (causal & real_key) | (key_cols == query_cols))
+        return self._mask[2]
+
+    def __repr__(self):
+        return f"StaticKVCache({len(self.layers)} layers, {self.num_tokens} of {self.max_tokens} tokens)"
 
 
 GPT_CONFIG_355M = {**GPT_CONFIG_124M, "emb_dim": 1024, "n_layers": 24, "n_heads": 16}  # GPT-2 medium
@@ -418,6 +524,7 @@ __all__ = [
     "KVCache",
     "next_token_logits",
     "generate_text_cached",
+    "StaticKVCache",
     "GPT_CONFIG_355M",
     "GPT_CONFIG_774M",
     "GPT_CONFIG_1558M",

@@ -3,16 +3,20 @@
 Edit the notebook cell marked `#| export` instead, then run `python -m shared.export`.
 """
 
+import contextlib
+import functools
 import json
 import os
 import random
 import sys
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import safetensors.torch
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
@@ -20,7 +24,7 @@ from ch02_tokenizer.tokenizer import create_dataloader_v1
 from ch04_gpt.gpt import (
     _CONFIG_NAMES,
     GPTModel,
-    KVCache,
+    StaticKVCache,
     _generation_input,
     generate_text_cached,
     get_gpt_config,
@@ -352,30 +356,148 @@ def generate(
     produced ``eos_id``; the end-of-text token itself is not appended to a row that ends the generation,
     and a row that finished before the others is filled with ``eos_id`` (for one row: the book's rule).
 
-    ``use_cache=True`` (default) keeps earlier tokens' keys and values (chapter 4's KVCache) instead of
-    recomputing them at every step: the same tokens for the same seed, much faster. A prompt longer than
-    ``context_size`` is cropped to its last ``context_size`` tokens, with a warning. Runs without
-    gradients on the model's device; call ``model.eval()`` first."""
+    ``use_cache=True`` (default) keeps earlier tokens' keys and values (chapter 4's StaticKVCache, allocated
+    once) instead of recomputing them at every step: the same tokens for the same seed, much faster. A
+    prompt longer than ``context_size`` is cropped to its last ``context_size`` tokens, with a warning.
+    Runs without gradients on the model's device; call ``model.eval()`` first. generate_stream gives the
+    same tokens one step at a time; generate_batch takes prompts of different lengths."""
+    idx = _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k)
+    steps = _generation_steps(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
+    return torch.cat([idx, *steps], dim=1)
+
+
+def generate_stream(
+    model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None, *, use_cache=True
+):
+    """``generate``, one step at a time: an iterator over the new tokens, a (batch, 1) tensor per step, as
+    soon as each is chosen (for a chat that prints the answer while it is written). Same arguments, same
+    tokens for the same seed: ``torch.cat([idx, *generate_stream(...)], dim=1)`` is generate's result. It
+    ends after ``max_new_tokens`` steps, or without yielding the ``eos_id`` once every row has produced it.
+
+    To print one row as it is written, collect its tokens and print what ``tokenizer.decode`` adds each time:
+    decoding token by token would garble a character that GPT-2's tokenizer splits over two tokens."""
+    idx = _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k)
+    return _generation_steps(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
+
+
+def generate_batch(
+    model, prompts, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None, *, use_cache=True
+):
+    """``generate`` for several prompts of different lengths at once: ``prompts`` is a list of token-id
+    sequences (lists or 1-D tensors); returns a list with one 1-D tensor per prompt, the prompt followed by
+    its new tokens, ending before its first ``eos_id`` (as ``generate`` does for one row).
+
+    The prompts are padded on the left and run as one batch through a StaticKVCache that keeps the padding
+    out of every row's positions and attention, so with ``temperature=0`` each result equals
+    ``generate(model, prompt[None], ...)[0]`` (up to float rounding, which only an exact tie can show).
+    Sampling draws one token per row at each step, so the rows get other random numbers than alone.
+    ``use_cache=False`` generates the prompts one by one with the book's loop (slow; a reference)."""
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError("prompts must be a non-empty list of token-id sequences (lists or 1-D tensors)")
+    rows = [torch.as_tensor(p, dtype=torch.long) for p in prompts]
+    bad = [i for i, row in enumerate(rows) if row.dim() != 1 or row.numel() == 0]
+    if bad:
+        raise ValueError(f"prompt {bad[0]} is not a non-empty 1-D sequence of token ids")
+    if not use_cache:
+        args = (max_new_tokens, context_size, temperature, top_k, eos_id)
+        return [generate(model, row[None], *args, use_cache=False)[0] for row in rows]
+    width = max(row.numel() for row in rows)
+    pad = torch.tensor([width - row.numel() for row in rows])
+    padded = torch.stack([F.pad(row, (width - row.numel(), 0)) for row in rows])  # padding id 0: any will do
+    idx = _check_generate_args(model, padded, max_new_tokens, context_size, temperature, top_k)
+    args = (max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
+    new = torch.cat([idx[:, :0], *_generation_steps(model, idx, *args, pad=pad)], dim=1)
+    results = []
+    for row, prompt in zip(new, rows, strict=True):
+        ends = (row == eos_id).nonzero() if eos_id is not None else row[:0]
+        results.append(torch.cat((prompt.to(row.device), row[: ends[0, 0]] if len(ends) else row)))
+    return results
+
+
+def _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k):
     idx = _generation_input(model, idx, max_new_tokens, context_size)
     _check_sampling(temperature, top_k)
     if idx.shape[1] > context_size:
         warnings.warn(
             f"the prompt has {idx.shape[1]} tokens, more than the context of {context_size}: the model reads "
             f"only its last {context_size} tokens",
-            stacklevel=2,
+            stacklevel=3,
         )
-    kv_cache = KVCache(len(model.trf_blocks)) if use_cache else None
+    return idx
+
+
+def _generation_steps(
+    model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache, pad=None
+):
+    """The loop of generate, generate_stream and generate_batch: yields each step's (batch, 1) tokens.
+
+    ``pad``: padding tokens at the start of each row (generate_batch); the StaticKVCache hides them."""
+    kv_cache = None
+    if use_cache:  # room for the prompt and the new tokens, or for the window once the text is longer
+        room = max(1, min(context_size, idx.shape[1] + max_new_tokens))
+        kv_cache = StaticKVCache(len(model.trf_blocks), room, pad=pad)
     finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
     for _ in range(max_new_tokens):
-        logits = _next_token_logits(model, idx, context_size, kv_cache)
+        if pad is not None and idx.shape[1] > context_size:  # the window has slid over some padding
+            kv_cache.pad = (pad - (idx.shape[1] - context_size)).clamp(min=0)
+        with _use_packed(_packed_linears(model, idx.device) if use_cache else {}):
+            logits = _next_token_logits(model, idx, context_size, kv_cache)
         idx_next = sample_next_token(logits, temperature, top_k)
         if eos_id is not None:
             finished = finished | (idx_next == eos_id)
             if finished.all():
-                break
+                return
             idx_next = idx_next.masked_fill(finished, eos_id)
+        yield idx_next
         idx = torch.cat((idx, idx_next), dim=1)
-    return idx
+
+
+_PACKED = weakref.WeakKeyDictionary()  # nn.Linear -> ((weight version, address), packed weight)
+
+
+def _onednn_bf16():
+    try:
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):  # a build of torch without oneDNN's private operators
+        return False
+
+
+def _packed_linears(model, device):
+    """{nn.Linear: its weight in oneDNN's packed layout}, for bf16 weights on the CPU; else empty.
+
+    A decoding step multiplies one token's vector by every weight matrix. For that shape, ``nn.Linear``
+    reads bf16 weights at a fraction of the memory bandwidth, no faster than fp32 weights twice their size,
+    while oneDNN's linear with prepacked weights (the operator torch.compile uses on CPUs) runs near the
+    bandwidth, with the same results. The packed copies are made at the first step and kept while the
+    weights are unchanged (same address and in-place version); they take as much memory as the weights."""
+    if device.type != "cpu" or not _onednn_bf16():
+        return {}
+    packed = {}
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.weight.dtype == torch.bfloat16:
+            key = (module.weight._version, module.weight.data_ptr())
+            entry = _PACKED.get(module)
+            if entry is None or entry[0] != key:
+                entry = (key, torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 1))
+                _PACKED[module] = entry
+            packed[module] = entry[1]
+    return packed
+
+
+def _packed_linear(x, weight, bias):
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+@contextlib.contextmanager
+def _use_packed(packed):
+    """Within the block, each nn.Linear in ``packed`` computes with its packed weight."""
+    for module, weight in packed.items():
+        module.forward = functools.partial(_packed_linear, weight=weight, bias=module.bias)
+    try:
+        yield
+    finally:
+        for module in packed:
+            del module.forward  # back to nn.Linear.forward
 
 
 MODEL_FILE = "model.safetensors"
@@ -717,6 +839,8 @@ __all__ = [
     "plot_losses",
     "sample_next_token",
     "generate",
+    "generate_stream",
+    "generate_batch",
     "MODEL_FILE",
     "STATE_FILE",
     "LATEST_FILE",
