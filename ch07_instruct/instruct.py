@@ -15,8 +15,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ch04_gpt.gpt import KVCache, _generation_input, next_token_logits
-from ch05_pretraining.pretraining import _check_sampling, sample_next_token, text_to_token_ids
+from ch05_pretraining.pretraining import generate_stream, text_to_token_ids
 from shared.files import atomic_write
 
 INSTRUCTION_KEYS = ("instruction", "input", "output")
@@ -133,25 +132,17 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
 def stream_generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None):
     """Yield the generated token ids one at a time (as ints), for a prompt ``idx`` of shape (1, num_tokens).
 
-    The same tokens as chapter 5's ``generate`` for one row and the same seed (its building blocks: the
-    KV cache, ``next_token_logits`` and ``sample_next_token``), but each token is handed out as soon as it
-    is chosen, so a caller can print the answer while it is being written. Stops after ``max_new_tokens``
-    tokens, or at ``eos_id``, which is not yielded. Put the model in eval mode first."""
-    idx = _generation_input(model, idx, max_new_tokens, context_size)
-    if idx.shape[0] != 1:
+    Chapter 5's ``generate_stream`` for a single text: the same tokens as ``generate`` for the same seed,
+    each handed out as soon as it is chosen, so a caller can print the answer while it is being written.
+    Stops after ``max_new_tokens`` tokens, or at ``eos_id``, which is not yielded. Put the model in eval
+    mode first."""
+    if idx.dim() == 2 and idx.shape[0] != 1:
         raise ValueError(
             f"stream_generate writes one text at a time: idx must have one row, got {idx.shape[0]}"
         )
-    _check_sampling(temperature, top_k)  # refuse bad arguments at the first next(), not later
-    kv_cache = KVCache(len(model.trf_blocks))
-    for _ in range(max_new_tokens):
-        logits = next_token_logits(model, idx, context_size, kv_cache)
-        idx_next = sample_next_token(logits, temperature, top_k)
-        token_id = idx_next.item()
-        if token_id == eos_id:
-            return
-        yield token_id
-        idx = torch.cat((idx, idx_next), dim=1)
+    steps = generate_stream(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id)
+    for idx_next in steps:
+        yield idx_next.item()
 
 
 def _prompt_ids(model, tokenizer, entry, format_fn, response_header):
