@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ch07_instruct.instruct as instruct
+import ch05_pretraining.pretraining as pretraining
 from ch04_gpt.gpt import GPTModel, get_gpt_config
 from ch05_pretraining.pretraining import generate, text_to_token_ids
 from ch07_instruct.instruct import (
@@ -280,7 +280,8 @@ def test_stream_response_never_splits_a_character(monkeypatch):
             return bytes(ids).decode("utf-8", errors="replace")
 
     script = iter([ord(" "), ord("a"), 0xC3, 0xA9, ord("b")])
-    monkeypatch.setattr(instruct, "sample_next_token", lambda *args: torch.tensor([[next(script, PAD)]]))
+    # the sampler of chapter 5's generation loop, which stream_response runs on
+    monkeypatch.setattr(pretraining, "sample_next_token", lambda *args: torch.tensor([[next(script, PAD)]]))
     pieces = list(stream_response(tiny_model(256), FakeTokenizer(), {"instruction": "x"}, 10))
     assert pieces == ["a", "é", "b"]  # the leading space dropped, é handed out whole
 
