@@ -236,21 +236,8 @@ def train_model_simple(
     for epoch in range(start_epoch, num_epochs):
         if stop:
             break
-        # The shuffled order of an epoch is drawn from torch's random generator when the loader's
-        # iteration starts. To resume in the middle of an epoch, replay that draw from the state the
-        # generator had then, skip the batches already trained on, then restore the checkpoint's state.
-        if saved is not None and skip_batches == 0:
-            _set_rng_states(saved["rng"])
-            saved = None
-        elif saved is not None:
-            torch.set_rng_state(saved["rng"]["epoch_start_torch"])
-        epoch_rng = torch.get_rng_state()
-        batches = iter(train_loader)
-        for _ in range(skip_batches):
-            next(batches)
-        if saved is not None:
-            _set_rng_states(saved["rng"])
-            saved = None
+        batches, epoch_rng = _epoch_batches(train_loader, saved, skip_batches)
+        saved = None
 
         for batch_in_epoch, (input_batch, target_batch) in enumerate(batches, start=skip_batches + 1):
             optimizer.zero_grad()  # gradients would otherwise add up across steps
@@ -284,6 +271,27 @@ def train_model_simple(
             generate_and_print_sample(model, tokenizer, device, start_context, print_fn=report)
     bar.close()
     return train_losses, val_losses, track_tokens_seen
+
+
+def _epoch_batches(train_loader, saved, skip_batches):
+    """An iterator over one epoch's batches, and the state of torch's generator the epoch started from.
+
+    The shuffled order of an epoch is drawn from torch's random generator when the loader's iteration
+    starts. To resume from ``saved`` (a checkpoint's training state) in the middle of an epoch, replay that
+    draw from the state the generator had then, skip the ``skip_batches`` batches already trained on, then
+    restore every generator to its state at the checkpoint."""
+    if saved is not None and skip_batches == 0:
+        _set_rng_states(saved["rng"])
+        saved = None
+    elif saved is not None:
+        torch.set_rng_state(saved["rng"]["epoch_start_torch"])
+    epoch_rng = torch.get_rng_state()
+    batches = iter(train_loader)
+    for _ in range(skip_batches):
+        next(batches)
+    if saved is not None:
+        _set_rng_states(saved["rng"])
+    return batches, epoch_rng
 
 
 def _rng_states():

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ch05_pretraining.pretraining import (
+    _epoch_batches,
     _positive_int,
     _rng_states,
-    _set_rng_states,
     calc_loss_batch,
     calc_loss_loader,
     generate_and_print_sample,
@@ -280,18 +280,8 @@ def train_model(
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)  # a new order each epoch, the same in every process
         # Exact resuming, as in train_model_simple: replay the epoch's shuffle, skip what was trained on.
-        if saved is not None and skip_batches == 0:
-            _set_rng_states(saved["rng"])
-            saved = None
-        elif saved is not None:
-            torch.set_rng_state(saved["rng"]["epoch_start_torch"])
-        epoch_rng = torch.get_rng_state()
-        batches = iter(train_loader)
-        for _ in range(skip_batches):
-            next(batches)
-        if saved is not None:
-            _set_rng_states(saved["rng"])
-            saved = None
+        batches, epoch_rng = _epoch_batches(train_loader, saved, skip_batches)
+        saved = None
 
         for step_in_epoch in range(skip_batches // grad_accum_steps, steps_per_epoch):
             global_step += 1
