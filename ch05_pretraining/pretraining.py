@@ -60,9 +60,10 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-def calc_loss_loader(data_loader, model, device, num_batches=None):
+def calc_loss_loader(data_loader, model, device, num_batches=None, loss_fn=calc_loss_batch):
     """The average of calc_loss_batch over the first ``num_batches`` batches of ``data_loader`` (all of
-    them by default, and never more than it has). Computed without gradients: this is for evaluation."""
+    them by default, and never more than it has). Computed without gradients: this is for evaluation.
+    ``loss_fn`` replaces calc_loss_batch (chapter 6 averages its classification loss this way)."""
     if len(data_loader) == 0:
         raise ValueError(
             "the data loader yields no batches: its text does not fill one batch. Use a smaller "
@@ -76,7 +77,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
         for i, (input_batch, target_batch) in enumerate(data_loader):
             if i == num_batches:
                 break
-            total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
+            total_loss += loss_fn(input_batch, target_batch, model, device).item()
     return total_loss / num_batches
 
 

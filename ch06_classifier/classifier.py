@@ -19,6 +19,7 @@ from ch04_gpt.gpt import GPTModel
 from ch05_pretraining.pretraining import (
     ARCHITECTURE_KEYS,
     _positive_int,
+    calc_loss_loader,
     load_checkpoint,
     read_checkpoint_config,
 )
@@ -204,18 +205,7 @@ def calc_classification_loss_batch(input_batch, target_batch, model, device):
 def calc_classification_loss_loader(data_loader, model, device, num_batches=None):
     """The average of calc_classification_loss_batch over the first ``num_batches`` batches of
     ``data_loader`` (all by default), without gradients. The book's calc_loss_loader of chapter 6."""
-    if len(data_loader) == 0:
-        raise ValueError("the data loader yields no batches: the data set is empty")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    if num_batches < 1:
-        raise ValueError(f"num_batches must be at least 1, got {num_batches}")
-    total_loss = 0.0
-    with torch.no_grad():
-        for i, (input_batch, target_batch) in enumerate(data_loader):
-            if i == num_batches:
-                break
-            total_loss += calc_classification_loss_batch(input_batch, target_batch, model, device).item()
-    return total_loss / num_batches
+    return calc_loss_loader(data_loader, model, device, num_batches, loss_fn=calc_classification_loss_batch)
 
 
 def evaluate_classifier(model, train_loader, val_loader, device, eval_iter):
