@@ -3,11 +3,18 @@ against appendix D's fast path, with transformers' GPT2LMHeadModel as the outsid
 
 Variants (all start from the same weights where the architecture allows, dropout 0, the same batches):
   book fp32           GPTModel, explicit attention, fp32, torch.optim.AdamW(model.parameters()) (the book)
-  fast                GPTModel, SDPA, the precision resolve_precision("auto") picks (bf16 on a CPU with
-                      AMX/AVX512-BF16 or a recent GPU), create_optimizer (fused AdamW, decay on matrices)
-  fast tied           the same with tie_weights=True (one 50257 x 768 matrix for input and output, as GPT-2)
+  fast                the pretraining command's settings: GPTModel with fused_ops (LayerNorm and GELU in one
+                      kernel each), the attention code that trains faster on the device (explicit on the CPU,
+                      SDPA on GPUs), the precision resolve_precision("auto") picks (bf16 on a CPU with
+                      AMX/AVX512-BF16 or a recent GPU), create_optimizer (fused AdamW, decay on matrices),
+                      and on the CPU shared.device.cpu_memory_reuse, as train_model uses it
+  fast <other attn>   the same with the other attention code (SDPA on the CPU, explicit on GPUs)
+  fast tied           the same as fast with tie_weights=True (one 50257 x 768 matrix for input and output)
   fast compiled       the same as fast, through torch.compile (only with --compile: compiling takes minutes)
   hf <precision>      GPT2LMHeadModel with SDPA, bf16 autocast (and fp32), fused AdamW
+
+--memory-reuse says which variants run inside cpu_memory_reuse: "fast" (ours, as train_model does; the
+default), "all" (every variant: compares the models alone) or "none".
 
 Every round runs one training step of each variant in turn, so background load hits all of them alike;
 the median step time is reported as a ratio to the book's path measured in the same run. Each variant
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +41,7 @@ from ch04_gpt.gpt import GPTModel, get_gpt_config
 from ch05_pretraining.pretraining import create_train_val_loaders
 from ch05_pretraining.training_extras import autocast_context, create_optimizer, resolve_precision
 from shared.data import fetch
-from shared.device import cpu_has_fast_bf16, get_device
+from shared.device import cpu_has_fast_bf16, cpu_memory_reuse, get_device
 
 
 def _sync(device: torch.device) -> None:
@@ -46,20 +54,23 @@ class Variant:
         self.name, self.model, self.optimizer = name, model, optimizer
         self.precision, self.device, self.hf = precision, device, hf
         self.step_fn = model
+        self.memory_reuse = False
         self.times: list[float] = []
         self.loss = float("nan")
 
     def step(self, x, y) -> float:
         _sync(self.device)
         start = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast_context(self.precision, self.device):
-            out = self.step_fn(x)
-            logits = out.logits if self.hf else out
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-        loss.backward()
-        self.optimizer.step()
-        self.loss = loss.item()  # also waits for the step to finish
+        reuse = self.memory_reuse and self.device.type == "cpu"
+        with cpu_memory_reuse() if reuse else nullcontext():
+            self.optimizer.zero_grad(set_to_none=True)
+            with autocast_context(self.precision, self.device):
+                out = self.step_fn(x)
+                logits = out.logits if self.hf else out
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            loss.backward()
+            self.optimizer.step()
+            self.loss = loss.item()  # also waits for the step to finish
         _sync(self.device)
         return time.perf_counter() - start
 
@@ -95,6 +106,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add torch.compile variants")
     parser.add_argument("--no-hf", action="store_true", help="leave out transformers' GPT2LMHeadModel")
     parser.add_argument("--device", help="cpu, cuda, ... (default: shared.device.get_device())")
+    parser.add_argument("--memory-reuse", choices=("fast", "all", "none"), default="fast")
     args = parser.parse_args()
 
     device = get_device(args.device)
@@ -106,7 +118,8 @@ def main() -> None:
     low = "bf16" if low == "fp32" else low  # measure bf16 even where it is not native
     print(
         f"{args.model}, n_layers {cfg['n_layers']}, batch {args.batch} x {args.context} tokens, "
-        f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, fast: {low}"
+        f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, fast: {low}, "
+        f"memory reuse: {args.memory_reuse}"
     )
     if device.type == "cpu":
         print(f"CPU has native bf16 (AMX or AVX512-BF16): {cpu_has_fast_bf16()}")
@@ -117,6 +130,9 @@ def main() -> None:
     def ours(attn_impl, **extra):
         torch.manual_seed(123)
         return GPTModel({**cfg, "attn_impl": attn_impl, **extra}).to(device).train()
+
+    fast_attn = "explicit" if device.type == "cpu" else "sdpa"  # what the pretraining command picks
+    other_attn = "sdpa" if fast_attn == "explicit" else "explicit"
 
     variants = []
     book = ours("explicit")
@@ -129,12 +145,16 @@ def main() -> None:
             device,
         )
     )
-    fast = ours("sdpa")
+    fast = ours(fast_attn, fused_ops=True)
     variants.append(Variant(f"fast ({low})", fast, create_optimizer(fast, args.lr), low, device))
-    tied = ours("sdpa", tie_weights=True)
+    other = ours(other_attn, fused_ops=True)
+    variants.append(
+        Variant(f"fast {other_attn} ({low})", other, create_optimizer(other, args.lr), low, device)
+    )
+    tied = ours(fast_attn, fused_ops=True, tie_weights=True)
     variants.append(Variant(f"fast tied ({low})", tied, create_optimizer(tied, args.lr), low, device))
     if args.compile:
-        compiled = ours("sdpa")
+        compiled = ours(fast_attn, fused_ops=True)
         v = Variant(f"fast compiled ({low})", compiled, create_optimizer(compiled, args.lr), low, device)
         v.step_fn = torch.compile(compiled)
         variants.append(v)
@@ -151,6 +171,11 @@ def main() -> None:
                 )
                 v.hf, v.step_fn = True, torch.compile(hf_c)
                 variants.append(v)
+
+    for v in variants:
+        v.memory_reuse = args.memory_reuse == "all" or (
+            args.memory_reuse == "fast" and v.name.startswith("fast")
+        )
 
     text = fetch("the-verdict.txt").read_text(encoding="utf-8")
     torch.manual_seed(123)

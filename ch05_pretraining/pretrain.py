@@ -9,7 +9,8 @@
 
 By default it trains with appendix D's train_model (warmup, cosine decay, clipping) and the fast settings:
 the precision the hardware computes natively (bf16, or fp16 with a gradient scaler, else fp32), fused
-AdamW with weight decay on the matrices, fused attention, and torch.compile on CUDA; each has a switch.
+AdamW with weight decay on the matrices, fused LayerNorm and GELU, the faster attention code for the
+device, and torch.compile on CUDA; each has a switch.
 Started by torchrun, it trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs): every process
 reads its own share of each epoch, and only process 0 prints and writes checkpoints and the plot.
 
@@ -112,7 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, default="auto", help="auto: what the device computes fast"
     )
     fast.add_argument(
-        "--attention", choices=("sdpa", "explicit"), default="sdpa", help="sdpa: the fused kernel"
+        "--attention",
+        choices=("auto", "sdpa", "explicit"),
+        default="auto",
+        help="sdpa: PyTorch's fused kernel; explicit: chapter 3's code; auto: sdpa on GPUs, explicit on the "
+        "CPU, where its matrix products train faster with bf16 (bench/bench_train.py)",
+    )
+    fast.add_argument(
+        "--fused-ops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="LayerNorm and GELU through PyTorch's one-kernel functions (chapter 4's fused_ops)",
     )
     fast.add_argument(
         "--compile",
@@ -157,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         }.items()
         if value is not None
     }
-    if not args.book:
-        overrides["attn_impl"] = args.attention
     if args.book and "WORLD_SIZE" in os.environ:
         parser.exit(2, "error: --book runs the book's single-process loop; start it without torchrun\n")
     device, rank, world_size = start_distributed(args.device)
+    if not args.book:
+        if args.attention == "auto":
+            args.attention = "explicit" if device.type == "cpu" else "sdpa"
+        overrides["attn_impl"] = args.attention
+        overrides["fused_ops"] = args.fused_ops
     is_main = rank == 0
     try:
         return _run(parser, args, overrides, device, rank, world_size, is_main)
@@ -225,7 +239,7 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
                 torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (TF32)
                 torch.backends.cudnn.allow_tf32 = True
             say(
-                f"precision {args.precision}, attention {args.attention}, "
+                f"precision {args.precision}, attention {args.attention}, fused ops {args.fused_ops}, "
                 f"{'fused AdamW' if args.fused_adamw else 'AdamW'}, compile {compile_model}, "
                 f"warmup {warmup} of {total_steps} steps, clipping at {args.max_norm or 'none'}"
             )

@@ -23,7 +23,9 @@ from tqdm import tqdm
 from ch02_tokenizer.tokenizer import create_dataloader_v1
 from ch04_gpt.gpt import (
     _CONFIG_NAMES,
+    GELU,
     GPTModel,
+    LayerNorm,
     StaticKVCache,
     _generation_input,
     generate_text_cached,
@@ -449,7 +451,8 @@ def _generation_steps(
     for _ in range(max_new_tokens):
         if pad is not None and idx.shape[1] > context_size:  # the window has slid over some padding
             kv_cache.pad = (pad - (idx.shape[1] - context_size)).clamp(min=0)
-        with _use_packed(_packed_linears(model, idx.device) if use_cache else {}):
+        packed = _packed_linears(model, idx.device) if use_cache else {}
+        with _use_packed(packed), _use_fused_ops(model, enabled=use_cache):
             logits = _next_token_logits(model, idx, context_size, kv_cache)
         idx_next = sample_next_token(logits, temperature, top_k)
         if eos_id is not None:
@@ -507,6 +510,22 @@ def _use_packed(packed):
     finally:
         for module in packed:
             del module.forward  # back to nn.Linear.forward
+
+
+@contextlib.contextmanager
+def _use_fused_ops(model, enabled=True):
+    """Within the block, every LayerNorm and GELU of ``model`` computes with PyTorch's one-kernel function
+    (chapter 4's ``fused_ops``): the same function up to float rounding. A decoding step handles one token,
+    so its time goes into the number of operations more than into their size."""
+    modules = [m for m in model.modules() if isinstance(m, (LayerNorm, GELU))] if enabled else []
+    before = [m.fused for m in modules]
+    for module in modules:
+        module.fused = True
+    try:
+        yield
+    finally:
+        for module, fused in zip(modules, before, strict=True):
+            module.fused = fused
 
 
 MODEL_FILE = "model.safetensors"

@@ -25,7 +25,7 @@ from ch05_pretraining.pretraining import (
     load_checkpoint,
     save_checkpoint,
 )
-from shared.device import autocast_dtype
+from shared.device import autocast_dtype, cpu_memory_reuse
 
 
 def warmup_cosine_lr(step, peak_lr, total_steps, warmup_steps, initial_lr=3e-05, min_lr=1e-6):
@@ -271,79 +271,84 @@ def train_model(
     bar = tqdm(
         total=total_steps, initial=global_step + 1, desc="training", disable=not (progress and is_main)
     )
-    model.train()
-    start_time, start_tokens = time.perf_counter(), tokens_seen
-    stop = max_steps is not None and global_step + 1 >= max_steps
-    for epoch in range(start_epoch, n_epochs):
-        if stop:
-            break
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)  # a new order each epoch, the same in every process
-        # Exact resuming, as in train_model_simple: replay the epoch's shuffle, skip what was trained on.
-        batches, epoch_rng = _epoch_batches(train_loader, saved, skip_batches)
-        saved = None
-
-        for step_in_epoch in range(skip_batches // grad_accum_steps, steps_per_epoch):
-            global_step += 1
-            lr = warmup_cosine_lr(global_step, peak_lr, total_steps, warmup_steps, initial_lr, min_lr)
-            for param_group in optimizer.param_groups:
-                param_group["lr"] = lr
-            track_lrs.append(lr)
-
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro_step in range(grad_accum_steps):
-                input_batch, target_batch = next(batches)
-                # DDP averages the gradients over the processes in backward(); between micro-steps
-                # of one optimizer step that exchange is wasted, so only the last one syncs.
-                last_micro = micro_step == grad_accum_steps - 1
-                with nullcontext() if ddp is None or last_micro else ddp.no_sync():
-                    with autocast_context(precision, device):
-                        loss = calc_loss_batch(input_batch, target_batch, step_model, device)
-                        loss = loss / grad_accum_steps  # the mean over all the step's batches
-                    (loss if scaler is None else scaler.scale(loss)).backward()
-                step_loss += loss.detach()
-                tokens_seen += input_batch.numel() * world_size
-
-            if scaler is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            clip = max_norm is not None and global_step >= warmup_steps
-            if clip:
-                norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-            elif grad_norms is not None:
-                norm = _grad_norm(params)
-            if grad_norms is not None:
-                norms.append(norm.item())
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            bar.update(1)
-            if progress and is_main:
-                speed = (tokens_seen - start_tokens) / (time.perf_counter() - start_time)
-                bar.set_postfix(loss=f"{float(step_loss):.3f}", tokens_per_s=f"{speed:,.0f}", refresh=False)
-
-            if global_step % eval_freq == 0:
-                train_loss, val_loss = evaluate()
-                train_losses.append(train_loss)
-                val_losses.append(val_loss)
-                track_tokens_seen.append(tokens_seen)
-                losses = f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
-                report(f"Ep {epoch + 1} (Iter {global_step:06d}): {losses}")
-
-            batches_done = (step_in_epoch + 1) * grad_accum_steps
-            stop = max_steps is not None and global_step + 1 >= max_steps
-            due = checkpoint_every is not None and (global_step + 1) % checkpoint_every == 0
-            last = epoch == n_epochs - 1 and step_in_epoch == steps_per_epoch - 1
-            if checkpoint_dir is not None and (stop or due or last):
-                save(epoch, batches_done, epoch_rng)
+    # Every step frees and allocates the same large tensors again (the logits, the token embedding's
+    # gradient); on the CPU their memory is kept for reuse (see shared.device.cpu_memory_reuse).
+    with cpu_memory_reuse() if device.type == "cpu" else nullcontext():
+        model.train()
+        start_time, start_tokens = time.perf_counter(), tokens_seen
+        stop = max_steps is not None and global_step + 1 >= max_steps
+        for epoch in range(start_epoch, n_epochs):
             if stop:
                 break
-        skip_batches = 0
-        if not stop and is_main:
-            generate_and_print_sample(model, tokenizer, device, start_context, print_fn=report)
-    bar.close()
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)  # a new order each epoch, the same in every process
+            # Exact resuming, as in train_model_simple: replay the epoch's shuffle, skip what was trained on.
+            batches, epoch_rng = _epoch_batches(train_loader, saved, skip_batches)
+            saved = None
+
+            for step_in_epoch in range(skip_batches // grad_accum_steps, steps_per_epoch):
+                global_step += 1
+                lr = warmup_cosine_lr(global_step, peak_lr, total_steps, warmup_steps, initial_lr, min_lr)
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = lr
+                track_lrs.append(lr)
+
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for micro_step in range(grad_accum_steps):
+                    input_batch, target_batch = next(batches)
+                    # DDP averages the gradients over the processes in backward(); between micro-steps
+                    # of one optimizer step that exchange is wasted, so only the last one syncs.
+                    last_micro = micro_step == grad_accum_steps - 1
+                    with nullcontext() if ddp is None or last_micro else ddp.no_sync():
+                        with autocast_context(precision, device):
+                            loss = calc_loss_batch(input_batch, target_batch, step_model, device)
+                            loss = loss / grad_accum_steps  # the mean over all the step's batches
+                        (loss if scaler is None else scaler.scale(loss)).backward()
+                    step_loss += loss.detach()
+                    tokens_seen += input_batch.numel() * world_size
+
+                if scaler is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                clip = max_norm is not None and global_step >= warmup_steps
+                if clip:
+                    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                elif grad_norms is not None:
+                    norm = _grad_norm(params)
+                if grad_norms is not None:
+                    norms.append(norm.item())
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                bar.update(1)
+                if progress and is_main:
+                    speed = (tokens_seen - start_tokens) / (time.perf_counter() - start_time)
+                    bar.set_postfix(
+                        loss=f"{float(step_loss):.3f}", tokens_per_s=f"{speed:,.0f}", refresh=False
+                    )
+
+                if global_step % eval_freq == 0:
+                    train_loss, val_loss = evaluate()
+                    train_losses.append(train_loss)
+                    val_losses.append(val_loss)
+                    track_tokens_seen.append(tokens_seen)
+                    losses = f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                    report(f"Ep {epoch + 1} (Iter {global_step:06d}): {losses}")
+
+                batches_done = (step_in_epoch + 1) * grad_accum_steps
+                stop = max_steps is not None and global_step + 1 >= max_steps
+                due = checkpoint_every is not None and (global_step + 1) % checkpoint_every == 0
+                last = epoch == n_epochs - 1 and step_in_epoch == steps_per_epoch - 1
+                if checkpoint_dir is not None and (stop or due or last):
+                    save(epoch, batches_done, epoch_rng)
+                if stop:
+                    break
+            skip_batches = 0
+            if not stop and is_main:
+                generate_and_print_sample(model, tokenizer, device, start_context, print_fn=report)
+        bar.close()
     if grad_norms is not None:
         grad_norms[:] = norms
     return train_losses, val_losses, track_tokens_seen, track_lrs

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import random
+import sys
 
 import torch
 
@@ -66,3 +69,41 @@ def set_seed(seed: int = 123) -> None:
     else:
         np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# glibc's mallopt parameters (malloc.h) and their defaults
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+
+
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 (present only in glibc, not in musl)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def cpu_memory_reuse():
+    """Within the block, memory that the process frees stays with it for the next allocation (Linux with
+    glibc; elsewhere the block runs unchanged). Yields whether the setting took effect.
+
+    Why: a training step on the CPU allocates and frees the same large tensors every time (GPT-2's logits,
+    512 x 50,257 floats at batch 2 x 256 tokens; the 50,257 x 768 gradient of the token embedding). glibc
+    serves each block that large with a fresh ``mmap`` and returns it to the system on ``free``, so every
+    step the kernel hands out and zeroes the same pages again, one page fault at a time: bench/bench_train.py
+    measures that as a large share of a step. With mmap off and no trimming, freed blocks are reused. The
+    price: the process keeps its peak memory until the block ends (on the CPU there is no other user)."""
+    libc = _glibc()
+    ok = libc is not None and libc.mallopt(_M_MMAP_MAX, 0) == 1
+    ok = ok and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    try:
+        yield ok
+    finally:
+        if libc is not None:
+            libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+            libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)

@@ -1,7 +1,9 @@
 """Device choice, precision choice and seeding."""
 
+import ctypes
 import random
 
+import pytest
 import torch
 
 from shared import device
@@ -58,3 +60,60 @@ def test_set_seed_seeds_pythons_random():
     assert [random.random() for _ in range(3)] == first
     device.set_seed(124)
     assert [random.random() for _ in range(3)] != first
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mmapped_bytes(libc):
+    return libc.mallinfo2().hblkhd  # bytes that malloc holds in separate mmap'ed blocks
+
+
+def test_cpu_memory_reuse_serves_large_blocks_from_the_heap_and_is_undone():
+    libc = device._glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        pytest.skip("needs Linux with glibc >= 2.33 (mallinfo2)")
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def mmapped_growth(size):
+        """Bytes of new mmap'ed blocks for one malloc(size). The memory is never touched, so even a large
+        block costs only address space; larger than any free part of the heap, it must come from an mmap
+        unless the heap may grow for it."""
+        before = libc.mallinfo2().hblkhd
+        block = libc.malloc(size)
+        assert block, "malloc failed"
+        grown = libc.mallinfo2().hblkhd - before
+        libc.free(block)
+        return grown
+
+    gib = 2**30
+    assert mmapped_growth(gib) >= gib  # glibc's default: a block this large is a fresh mmap
+    with device.cpu_memory_reuse() as took_effect:
+        assert took_effect
+        assert mmapped_growth(gib) == 0  # from the heap, where freed memory stays for the next step
+    # the default again (1.5 GiB: more than the free gibibyte the heap may still hold from the block)
+    assert mmapped_growth(3 * gib // 2) >= 3 * gib // 2
+
+
+def test_cpu_memory_reuse_elsewhere_changes_nothing(monkeypatch):
+    monkeypatch.setattr(device, "_glibc", lambda: None)
+    with device.cpu_memory_reuse() as took_effect:
+        assert took_effect is False

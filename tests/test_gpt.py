@@ -272,6 +272,39 @@ def test_attn_impl_config_key_and_default():
         tiny_model(attn_impl="fast")
 
 
+def test_fused_ops_give_the_same_logits_and_gradients():
+    book, fused = tiny_model(attn_impl="sdpa"), tiny_model(attn_impl="sdpa", fused_ops=True)
+    fused_modules = [m for m in fused.modules() if isinstance(m, (LayerNorm, GELU))]
+    assert len(fused_modules) == 3 * TINY["n_layers"] + 1 and all(m.fused for m in fused_modules)
+    assert not any(m.fused for m in book.modules() if isinstance(m, (LayerNorm, GELU)))
+    ids = random_ids(num_tokens=TINY["context_length"])
+    results = []
+    for model in (book, fused):
+        logits = model(ids)
+        F.cross_entropy(logits.flatten(0, 1), ids.roll(-1, dims=1).flatten()).backward()
+        results.append((logits.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (logits_a, grads_a), (logits_b, grads_b) = results
+    print(f"max abs logit difference, fused vs book LayerNorm/GELU: {(logits_a - logits_b).abs().max():.2e}")
+    assert (logits_a - logits_b).abs().max() < 1e-5
+    for name in grads_a:
+        assert torch.allclose(grads_a[name], grads_b[name], atol=1e-5, rtol=1e-4), name
+    # the fused functions are PyTorch's own, so a mistake in the book-style code would show here too
+    x = torch.randn(4, TINY["emb_dim"])
+    torch.testing.assert_close(LayerNorm(TINY["emb_dim"], fused=True)(x), nn.LayerNorm(TINY["emb_dim"])(x))
+
+
+def test_fused_ops_switch_and_bad_values():
+    model = tiny_model()
+    assert model.set_fused_ops() is model and model.cfg["fused_ops"] is True
+    assert all(m.fused for m in model.modules() if isinstance(m, (LayerNorm, GELU)))
+    model.set_fused_ops(False)
+    assert not any(m.fused for m in model.modules() if isinstance(m, (LayerNorm, GELU)))
+    with pytest.raises(ValueError, match="fused_ops is True or False"):
+        tiny_model(fused_ops="yes")
+    with pytest.raises(ValueError, match="fused_ops is True or False"):
+        model.set_fused_ops(1)
+
+
 def test_sdpa_matches_explicit_in_eval_mode_with_dropout_configured():
     model = tiny_model(drop_rate=0.3).eval()
     ids = random_ids()
