@@ -87,6 +87,9 @@ def _glibc():
         return None
 
 
+_memory_reuse_depth = [0]  # open cpu_memory_reuse blocks
+
+
 @contextlib.contextmanager
 def cpu_memory_reuse():
     """Within the block, memory that the process frees stays with it for the next allocation (Linux with
@@ -97,13 +100,18 @@ def cpu_memory_reuse():
     serves each block that large with a fresh ``mmap`` and returns it to the system on ``free``, so every
     step the kernel hands out and zeroes the same pages again, one page fault at a time: bench/bench_train.py
     measures that as a large share of a step. With mmap off and no trimming, freed blocks are reused. The
-    price: the process keeps its peak memory until the block ends (on the CPU there is no other user)."""
+    price: the process keeps its peak memory until the block ends (on the CPU there is no other user).
+    Blocks may nest: only the outermost one changes the setting and puts the default back."""
     libc = _glibc()
-    ok = libc is not None and libc.mallopt(_M_MMAP_MAX, 0) == 1
-    ok = ok and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    outermost = _memory_reuse_depth[0] == 0
+    _memory_reuse_depth[0] += 1
+    ok = libc is not None
+    if ok and outermost:
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
     try:
         yield ok
     finally:
-        if libc is not None:
+        _memory_reuse_depth[0] -= 1
+        if libc is not None and outermost:
             libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
             libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)

@@ -109,6 +109,9 @@ def test_cpu_memory_reuse_serves_large_blocks_from_the_heap_and_is_undone():
     with device.cpu_memory_reuse() as took_effect:
         assert took_effect
         assert mmapped_growth(gib) == 0  # from the heap, where freed memory stays for the next step
+        with device.cpu_memory_reuse():  # a nested block
+            pass
+        assert mmapped_growth(gib) == 0  # still: only the outermost block puts the default back
     # the default again (1.5 GiB: more than the free gibibyte the heap may still hold from the block)
     assert mmapped_growth(3 * gib // 2) >= 3 * gib // 2
 
