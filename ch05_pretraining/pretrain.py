@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--n-layers", type=int)
     model.add_argument("--n-heads", type=int)
     model.add_argument("--drop-rate", type=float)
+    model.add_argument(
+        "--tie-weights",
+        action="store_true",
+        help="one matrix for the token embedding and the output layer, as GPT-2 (124M parameters, not 163M)",
+    )
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=2)
@@ -168,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         }.items()
         if value is not None
     }
+    if args.tie_weights:
+        overrides["tie_weights"] = True
     if args.book and "WORLD_SIZE" in os.environ:
         parser.exit(2, "error: --book runs the book's single-process loop; start it without torchrun\n")
     device, rank, world_size = start_distributed(args.device)

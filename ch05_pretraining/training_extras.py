@@ -162,6 +162,7 @@ def train_model(
     - ``grad_norms``: a list that receives the gradient norm of every step, measured before clipping.
     - ``checkpoint_dir``, ``checkpoint_every``, ``resume``, ``max_steps``, ``progress``: as in
       train_model_simple (a single-process run resumes exactly).
+    - On the CPU the loop runs inside shared.device.cpu_memory_reuse (the same results, faster steps).
     - Inside a process group (``torchrun``, see the pretraining command), the model is wrapped in
       DistributedDataParallel, each process reads its share of the loaders (distributed_loader), the
       losses are averaged over the processes, and only process 0 prints and writes checkpoints.

@@ -42,6 +42,21 @@ def test_pretrain_resume_and_generate(tmp_path, capsys):
     assert text.startswith("Every effort moves you") and len(text) > len("Every effort moves you")
 
 
+def test_pretrain_fast_settings_reach_the_model(tmp_path, capsys):
+    assert run_pretrain(tmp_path / "auto", "--max-steps", "1", "--device", "cpu") == 0
+    assert "attention explicit, fused ops True" in capsys.readouterr().out
+    cfg = pretraining.read_checkpoint_config(tmp_path / "auto" / "checkpoints")
+    # on the CPU: chapter 3's explicit attention (faster to train there), fused LayerNorm and GELU, untied
+    assert cfg["attn_impl"] == "explicit" and cfg["fused_ops"] is True and not cfg.get("tie_weights")
+    argv = ["--max-steps", "1", "--attention", "sdpa", "--no-fused-ops", "--tie-weights"]
+    assert run_pretrain(tmp_path / "chosen", *argv) == 0
+    cfg = pretraining.read_checkpoint_config(tmp_path / "chosen" / "checkpoints")
+    assert cfg["attn_impl"] == "sdpa" and cfg["fused_ops"] is False and cfg["tie_weights"] is True
+    assert run_pretrain(tmp_path / "book", "--max-steps", "1", "--book") == 0
+    cfg = pretraining.read_checkpoint_config(tmp_path / "book" / "checkpoints")
+    assert cfg.get("attn_impl", "explicit") == "explicit" and not cfg.get("fused_ops")
+
+
 def test_generate_from_a_gpt2_size(tmp_path, monkeypatch, capsys):
     from ch04_gpt.gpt import GPTModel, get_gpt_config
 
