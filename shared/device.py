@@ -100,7 +100,7 @@ def cpu_memory_reuse():
     serves each block that large with a fresh ``mmap`` and returns it to the system on ``free``, so every
     step the kernel hands out and zeroes the same pages again, one page fault at a time: bench/bench_train.py
     measures that as a large share of a step. With mmap off and no trimming, freed blocks are reused. The
-    price: the process keeps its peak memory until the block ends (on the CPU there is no other user).
+    price: the process holds on to the memory of its largest step until the block ends.
     Blocks may nest: only the outermost one changes the setting and puts the default back."""
     libc = _glibc()
     outermost = _memory_reuse_depth[0] == 0
