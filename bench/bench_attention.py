@@ -16,14 +16,10 @@ import statistics
 import time
 
 import torch
+from timing import sync
 
 from ch03_attention.attention import MultiHeadAttention
 from shared.device import cpu_has_fast_bf16, get_device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _step(mha: MultiHeadAttention, x: torch.Tensor, dtype: torch.dtype) -> None:
@@ -77,10 +73,10 @@ def main() -> None:
     for _ in range(args.reps):  # interleave the variants so background load hits all of them alike
         for use_sdpa, dtype in variants:
             mha.use_sdpa = use_sdpa
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             _step(mha, x, dtype)
-            _sync(device)
+            sync(device)
             times[(use_sdpa, dtype)].append(time.perf_counter() - start)
 
     extra = f", CPU bf16 units: {cpu_has_fast_bf16()}" if device.type == "cpu" else ""

@@ -16,12 +16,11 @@ reads every weight once, so bytes of weights x tokens/s is the memory traffic it
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
+from timing import interleaved_medians, time_call
 
 from ch04_gpt.gpt import GPTModel, generate_text_cached, generate_text_simple, get_gpt_config
 from ch05_pretraining import pretraining
@@ -33,29 +32,6 @@ TARGETS = [  # (variant, baseline, floor) from the issue
     ("generate fp32", "transformers fp32", 1.0),
     ("generate bf16", "transformers fp32", 1.5),
 ]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn: Callable[[], object], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _medians(runs: dict[str, Callable[[], object]], reps: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each run over ``reps`` rounds; every round runs each variant once, in turn."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for rep in range(reps):
-        for name, run in runs.items():
-            times[name].append(_time(run, device))
-        print(f"  round {rep + 1}/{reps}: " + ", ".join(f"{n} {t[-1]:.2f}s" for n, t in times.items()))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _hf_models(cfg: dict, device: torch.device):
@@ -105,7 +81,7 @@ def _copy_bandwidth(device: torch.device, mib: int = 256, reps: int = 5) -> floa
     src = torch.empty(mib * 2**20 // 4, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)
-    best = min(_time(partial(dst.copy_, src), device) for _ in range(reps))
+    best = min(time_call(partial(dst.copy_, src), device) for _ in range(reps))
     return 2 * src.numel() * src.element_size() / best
 
 
@@ -187,7 +163,7 @@ def main() -> None:
         print(f"  {name:28s} {same:6.1%} of the new tokens equal")
 
     print(f"\nTiming {len(runs)} variants x {args.reps} rounds, interleaved:")
-    medians = _medians(runs, args.reps, device)
+    medians = interleaved_medians(runs, args.reps, device, show_rounds=True)
     tokens = n * args.batch
     bandwidth = _copy_bandwidth(device)
     bases = [b for b in ("generate_text_simple fp32", "transformers fp32") if b in medians]

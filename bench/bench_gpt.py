@@ -13,22 +13,15 @@ repetition, so background load affects all of them alike, and the median is repo
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timing import interleaved_medians
 
 from ch04_gpt.gpt import GPTModel, generate_text_cached, generate_text_simple, get_gpt_config
 from shared.device import autocast_dtype, cpu_has_fast_bf16, get_device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _autocast(device: torch.device, dtype: torch.dtype):
@@ -53,23 +46,6 @@ def _generate(
 ) -> torch.Tensor:
     with _autocast(ids.device, dtype):
         return generate(model, ids, new_tokens, model.cfg["context_length"])
-
-
-def _time(fn, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def _medians(runs: dict[str, Callable[[], object]], reps: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each run over ``reps`` rounds; every round runs each variant once, in turn."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, run in runs.items():
-            times[name].append(_time(run, device))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _report(title: str, medians: dict[str, float], baseline: str, unit_work: float | None = None) -> None:
@@ -142,7 +118,8 @@ def main() -> None:
         for warm_up in runs.values():  # kernel selection, allocator, autocast caches
             warm_up()
         work = args.new_tokens if title.startswith("generate") else None
-        _report(title, _medians(runs, args.reps, device), baseline=name(variants[0]), unit_work=work)
+        medians = interleaved_medians(runs, args.reps, device)
+        _report(title, medians, baseline=name(variants[0]), unit_work=work)
 
     # KV cache: whole greedy generations, the book's loop (every step re-reads the whole text) vs the cached
     # one (every step reads one new token). By default the text fits the context: the cache is never refilled.
@@ -160,7 +137,7 @@ def main() -> None:
     ]
     for generate in generators.values():
         _generate(model, prompt, low, 2, generate)
-    medians = _medians(runs, args.reps, device)
+    medians = interleaved_medians(runs, args.reps, device)
     title = f"generate {new_tokens} tokens, {prompt.shape[1]}-token prompt (batch 1, explicit attention)"
     _report(title, medians, baseline=next(iter(runs)), unit_work=new_tokens)
     print(f"  fp32: the KV cache gives the same token ids as no cache: {torch.equal(*texts)}")

@@ -39,17 +39,13 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from timing import sync
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
 from ch05_pretraining.pretraining import create_train_val_loaders
 from ch05_pretraining.training_extras import autocast_context, create_optimizer, resolve_precision
 from shared.data import fetch
 from shared.device import cpu_has_fast_bf16, cpu_memory_reuse, get_device
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class Variant:
@@ -72,7 +68,7 @@ class Variant:
         return cpu_memory_reuse() if self.memory_reuse and self.device.type == "cpu" else nullcontext()
 
     def step(self, x, y) -> float:
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         with self.memory():
             self.optimizer.zero_grad(set_to_none=True)
@@ -83,7 +79,7 @@ class Variant:
             loss.backward()
             self.optimizer.step()
             self.loss = loss.item()  # also waits for the step to finish
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter() - start
 
 
