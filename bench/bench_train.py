@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from timing import sync
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
+from ch05_pretraining.pretrain import fast_attention
 from ch05_pretraining.pretraining import create_train_val_loaders
 from ch05_pretraining.training_extras import autocast_context, create_optimizer, resolve_precision
 from shared.data import fetch
@@ -140,7 +141,7 @@ def main() -> None:
         torch.manual_seed(123)
         return GPTModel({**cfg, "attn_impl": attn_impl, **extra}).to(device).train()
 
-    fast_attn = "explicit" if device.type == "cpu" else "sdpa"  # what the pretraining command picks
+    fast_attn = fast_attention(device)  # what the pretraining command picks
     other_attn = "sdpa" if fast_attn == "explicit" else "explicit"
 
     def make(model_fn, optimizer_fn=lambda m: create_optimizer(m, args.lr), compiled=False):
