@@ -2,6 +2,10 @@
 `generate` (the fast path: a preallocated StaticKVCache) in fp32 and with bf16 weights, and Hugging Face
 `transformers`' `GPT2LMHeadModel.generate()` with the same random weights (fp32 and bf16).
 
+On a CUDA GPU it adds `generate` without its recorded step (CUDA graph), and without it and with cuDNN's
+attention allowed (the bf16 slowdown `generate` avoids), and `transformers` with cuDNN's attention left
+out as well, so that its best figure is the baseline.
+
 Greedy decoding, batch 1, a 16-token prompt and 200 new tokens by default. All variants run in one process,
 interleaved repetition by repetition (so background load hits them alike); each figure is the median and is
 printed as a ratio to `generate_text_simple` in fp32 and to `transformers` in fp32, measured in the same run.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 
 import torch
@@ -27,11 +32,13 @@ from ch05_pretraining import pretraining
 from ch05_pretraining.pretraining import generate, load_weights_into_gpt
 from shared.device import cpu_has_fast_bf16, get_device
 
-TARGETS = [  # (variant, baseline, floor) from the issue
+TARGETS = [  # (variant, baseline, floor) from the issue, on the CPU
     ("generate fp32", "generate_text_simple fp32", 5.0),
     ("generate fp32", "transformers fp32", 1.0),
     ("generate bf16", "transformers fp32", 1.5),
 ]
+GPU_TOKENS_PER_S = 500  # generate bf16, batch 1
+GPU_VS_TRANSFORMERS = 3.0  # generate bf16 against the best transformers variant
 
 
 def _hf_models(cfg: dict, device: torch.device):
@@ -66,14 +73,30 @@ def _hf_generate(hf, ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
         )
 
 
-def _without_packing(*args) -> torch.Tensor:
-    """``generate`` with bf16 weights through plain nn.Linear: the slow path the packed weights avoid."""
-    switch = pretraining._onednn_bf16
-    pretraining._onednn_bf16 = lambda: False
+def _hf_generate_without_cudnn(hf, ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        return _hf_generate(hf, ids, new_tokens)
+
+
+def _generate_without(*args, switched_off: dict) -> torch.Tensor:
+    """``generate`` with some of its fast-path helpers (``pretraining`` attributes) replaced."""
+    saved = {name: getattr(pretraining, name) for name in switched_off}
+    for name, replacement in switched_off.items():
+        setattr(pretraining, name, replacement)
     try:
         return generate(*args)
     finally:
-        pretraining._onednn_bf16 = switch
+        for name, original in saved.items():
+            setattr(pretraining, name, original)
+
+
+# bf16 weights through plain nn.Linear on the CPU: the slow path the packed weights avoid
+NO_PACKING = {"_onednn_bf16": lambda: False}
+# on a CUDA GPU: the StaticKVCache loop, every kernel launched from Python; then also with cuDNN's attention
+NO_GRAPH = {"_cuda_graph_step": lambda *args: None}
+NO_GRAPH_CUDNN = {**NO_GRAPH, "_attention_backends": lambda device: nullcontext()}
 
 
 def _copy_bandwidth(device: torch.device, mib: int = 256, reps: int = 5) -> float:
@@ -146,13 +169,27 @@ def main() -> None:
     runs["generate fp32"] = partial(generate, model32, ids, n, ctx)
     runs["generate bf16"] = partial(generate, model16, ids, n, ctx)
     if device.type == "cpu":  # the regression check: bf16 through plain nn.Linear
-        runs["generate bf16 unpacked"] = partial(_without_packing, model16, ids, n, ctx)
+        runs["generate bf16 unpacked"] = partial(
+            _generate_without, model16, ids, n, ctx, switched_off=NO_PACKING
+        )
+    if device.type == "cuda":  # what the recorded step and keeping cuDNN out are worth
+        runs["generate bf16 no graph"] = partial(
+            _generate_without, model16, ids, n, ctx, switched_off=NO_GRAPH
+        )
+        runs["generate bf16 no graph, cudnn"] = partial(
+            _generate_without, model16, ids, n, ctx, switched_off=NO_GRAPH_CUDNN
+        )
     if hf32 is not None:
         runs["transformers fp32"] = partial(_hf_generate, hf32, ids, n)
         runs["transformers bf16"] = partial(_hf_generate, hf16, ids, n)
+        if device.type == "cuda":
+            runs["transformers bf16 no cudnn"] = partial(_hf_generate_without_cudnn, hf16, ids, n)
 
     # warm-up (allocator, kernel selection) and the check that the variants write the same tokens
-    short = {name: partial(run.func, *run.args[:2], min(n, 8), *run.args[3:]) for name, run in runs.items()}
+    short = {
+        name: partial(run.func, *run.args[:2], min(n, 8), *run.args[3:], **run.keywords)
+        for name, run in runs.items()
+    }
     for run in short.values():
         run()
     outputs = {name: run().cpu() for name, run in runs.items() if "simple" not in name}
@@ -188,6 +225,20 @@ def main() -> None:
         verdict = "ok" if gain >= 1.0 else "packing no longer pays: check _packed_linears"
         print(f"  bf16 on the CPU: packed weights vs plain nn.Linear: {gain:.2f}x ({verdict})")
     print("\nTargets (issue 11):")
+    if device.type == "cuda":
+        rate = tokens / medians["generate bf16"]
+        print(f"  generate bf16 >= {GPU_TOKENS_PER_S} tokens/s at batch 1: {rate:.0f}, batch {args.batch}")
+        best = min(
+            (name for name in medians if name.startswith("transformers")), key=medians.get, default=None
+        )
+        if best:
+            ratio = medians[best] / medians["generate bf16"]
+            verdict = "met" if ratio >= GPU_VS_TRANSFORMERS else "NOT met"
+            print(
+                f"  generate bf16 >= {GPU_VS_TRANSFORMERS}x the best transformers ({best}): "
+                f"{ratio:.2f}x, {verdict}"
+            )
+        return
     for variant, base, floor in TARGETS:
         if base in medians:
             ratio = medians[base] / medians[variant]

@@ -173,7 +173,10 @@ def _check_token_ids(in_idx, vocab_size, context_length, num_cached=0):
         )
     if in_idx.numel() == 0:
         raise ValueError(f"the input holds no token ids (shape {tuple(in_idx.shape)})")
-    low, high = torch.stack(torch.aminmax(in_idx)).tolist()  # one pass over the ids, one device sync
+    # While a CUDA graph is being recorded (chapter 5's fast generation) nothing may wait for a value from
+    # the GPU; the ids of a recorded step are the model's own choices, always in range.
+    capturing = in_idx.is_cuda and torch.cuda.is_current_stream_capturing()
+    low, high = (0, 0) if capturing else torch.stack(torch.aminmax(in_idx)).tolist()  # one device sync
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
         raise ValueError(

@@ -25,6 +25,7 @@ from ch04_gpt.gpt import (
     _CONFIG_NAMES,
     GELU,
     GPTModel,
+    KVCache,
     LayerNorm,
     StaticKVCache,
     _generation_input,
@@ -443,25 +444,37 @@ def _generation_steps(
     """The loop of generate, generate_stream and generate_batch: yields each step's (batch, 1) tokens.
 
     ``pad``: padding tokens at the start of each row (generate_batch); the StaticKVCache hides them."""
-    kv_cache = None
+    kv_cache = graph_step = None
     if use_cache:  # room for the prompt and the new tokens, or for the window once the text is longer
         room = max(1, min(context_size, idx.shape[1] + max_new_tokens))
-        kv_cache = StaticKVCache(len(model.trf_blocks), room, pad=pad)
-    finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-    for _ in range(max_new_tokens):
-        if pad is not None and idx.shape[1] > context_size:  # the window has slid over some padding
-            kv_cache.pad = (pad - (idx.shape[1] - context_size)).clamp(min=0)
-        packed = _packed_linears(model, idx.device) if use_cache else {}
-        with _use_packed(packed), _use_fused_ops(model, enabled=use_cache):
-            logits = _next_token_logits(model, idx, context_size, kv_cache)
-        idx_next = sample_next_token(logits, temperature, top_k)
-        if eos_id is not None:
-            finished = finished | (idx_next == eos_id)
-            if finished.all():
-                return
-            idx_next = idx_next.masked_fill(finished, eos_id)
-        yield idx_next
-        idx = torch.cat((idx, idx_next), dim=1)
+        graph_step = _cuda_graph_step(model, idx, room, pad)  # None unless on a CUDA GPU
+        if graph_step is None:
+            kv_cache = StaticKVCache(len(model.trf_blocks), room, pad=pad)
+        else:
+            kv_cache = graph_step.cache
+            graph_step.in_use = True
+    try:
+        finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
+        for _ in range(max_new_tokens):
+            if pad is not None and idx.shape[1] > context_size:  # the window has slid over some padding
+                kv_cache.pad = (pad - (idx.shape[1] - context_size)).clamp(min=0)
+            with _fast_step(model, idx.device, enabled=use_cache):
+                in_window = graph_step is not None and idx.shape[1] <= context_size  # the window has not slid
+                if in_window and 0 < kv_cache.num_tokens == idx.shape[1] - 1:  # one token the cache lacks
+                    logits = graph_step(idx[:, -1:])
+                else:  # the prompt, or a window that has slid: one pass over every token the cache lacks
+                    logits = _next_token_logits(model, idx, context_size, kv_cache)
+            idx_next = sample_next_token(logits, temperature, top_k)
+            if eos_id is not None:
+                finished = finished | (idx_next == eos_id)
+                if finished.all():
+                    return
+                idx_next = idx_next.masked_fill(finished, eos_id)
+            yield idx_next
+            idx = torch.cat((idx, idx_next), dim=1)
+    finally:
+        if graph_step is not None:
+            graph_step.in_use = False
 
 
 _PACKED = weakref.WeakKeyDictionary()  # nn.Linear -> ((weight version, address), packed weight)
@@ -526,6 +539,160 @@ def _use_fused_ops(model, enabled=True):
     finally:
         for module, fused in zip(modules, before, strict=True):
             module.fused = fused
+
+
+@contextlib.contextmanager
+def _fast_step(model, device, enabled=True):
+    """What makes a step of generate fast besides the cache (each part does nothing where it does not pay):
+    packed bf16 weights on the CPU, one-kernel LayerNorm and GELU, and no cuDNN attention on CUDA GPUs."""
+    packed = _packed_linears(model, device) if enabled else {}
+    with _use_packed(packed), _use_fused_ops(model, enabled=enabled), _attention_backends(device):
+        yield
+
+
+@contextlib.contextmanager
+def _attention_backends(device):
+    """On a CUDA GPU, keep scaled_dot_product_attention off cuDNN while generating (elsewhere: no change).
+
+    PyTorch prefers cuDNN's attention for bf16 on recent GPUs, and cuDNN builds a plan for every new shape:
+    a prompt's pass and each step of an uncached loop have a new number of keys, which made bf16 generation
+    about 6x slower than fp32 on an H100. FlashAttention, the memory-efficient kernel and the plain math
+    need no plans."""
+    if device.type != "cuda":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
+
+
+class _ColumnWrite:
+    """One layer of a StaticKVCache as a recorded step sees it: the new keys and values go to the column held
+    in a tensor (``index_copy_``), and attention reads the whole room with the step's mask."""
+
+    __slots__ = ("layer", "step")
+
+    def __init__(self, layer, step):
+        self.layer, self.step = layer, step
+
+    def update(self, keys, values):
+        column = self.step.column
+        self.layer.keys.index_copy_(2, column, keys)
+        self.layer.values.index_copy_(2, column, values)
+        return self.layer.keys, self.layer.values, self.step.mask
+
+
+class _CudaGraphStep(KVCache):
+    """A decoding step of ``generate`` on a CUDA GPU, recorded once as a CUDA graph and replayed.
+
+    A GPT-2 step at batch 1 is a few hundred small kernels; launching them one by one from Python takes
+    longer than the GPU needs to run them. A CUDA graph records the launches once and replays them with one
+    call. A recording fixes every shape and address, so the step reads its token and its column from tensors
+    that stay in place, writes the keys and values into ``cache`` (a StaticKVCache) at that column, and
+    attends over the whole room with a mask that hides the columns not yet written and a row's padding.
+    The prompt goes through the model as usual, into the same cache. The step is passed to the model as its
+    kv_cache. ``record=False`` runs the same fixed-shape step without a recording (on any device)."""
+
+    def __init__(self, model, batch, room, device, record=True):
+        super().__init__(len(model.trf_blocks))
+        self.model = weakref.ref(model)  # a strong reference from _GRAPH_STEPS would keep the model alive
+        self.record = record
+        self.cache = StaticKVCache(len(model.trf_blocks), room)
+        self.layers = [_ColumnWrite(layer, self) for layer in self.cache.layers]
+        self.token = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.column = torch.zeros(1, dtype=torch.long, device=device)
+        self.pad = torch.zeros(batch, dtype=torch.long, device=device)
+        self.key_columns = torch.arange(room, device=device)
+        self.mask = self.logits = self.graph = None
+        self.recorded_with = None  # the addresses of the cache's tensors the recording writes to
+        self.in_use = False  # True while a generation runs with it (a second one then makes its own)
+        self.new_text = True
+        self.signature = _graph_signature(model, batch, room, device)
+
+    @property
+    def num_tokens(self):
+        return self.cache.num_tokens
+
+    def positions(self, num_new, device):
+        return (self.column - self.pad).clamp(min=0)[:, None]  # (batch, 1): padding gets no positions
+
+    def start(self, pad):
+        """Make the step ready for a new text (``pad``: padding tokens at the start of each row, or None)."""
+        self.cache.reset()
+        self.cache.pad = pad
+        self.pad.copy_(torch.zeros_like(self.pad) if pad is None else pad)
+        self.new_text = True
+
+    def __call__(self, token):
+        """Scores (batch, vocab_size) of the token after ``token`` (batch, 1), the next column of the cache.
+        The tensor is overwritten by the next call."""
+        if self.new_text:  # the prompt has just gone into the cache
+            for layer in self.cache.layers:  # unwritten columns may hold NaN bit patterns, and 0 x NaN is NaN
+                layer.keys[:, :, layer.length :].zero_()
+                layer.values[:, :, layer.length :].zero_()
+            buffers = [t.data_ptr() for layer in self.cache.layers for t in (layer.keys, layer.values)]
+            if buffers != self.recorded_with:  # the cache made new tensors: record again
+                self.graph, self.recorded_with = None, buffers
+            self.new_text = False
+        self.token.copy_(token)
+        self.column.fill_(self.cache.num_tokens)
+        if not self.record:
+            self._run()
+        else:
+            if self.graph is None:
+                self._record()
+            self.graph.replay()
+        for layer in self.cache.layers:
+            layer.length += 1
+        return self.logits
+
+    def _run(self):
+        with torch.no_grad():
+            seen = (self.key_columns <= self.column) & (self.key_columns >= self.pad[:, None])
+            self.mask = seen[:, None, None, :]  # (batch, 1, 1, room), for every head
+            self.logits = self.model()(self.token, kv_cache=self)[:, -1]
+
+    def _record(self):
+        # Warm-up on a side stream first (cuBLAS chooses its kernels and workspaces outside the recording).
+        # Every run writes the same keys and values at the same column, so running the step again is harmless.
+        side = torch.cuda.Stream(self.token.device)
+        side.wait_stream(torch.cuda.current_stream(self.token.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._run()
+        torch.cuda.current_stream(self.token.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._run()
+
+
+_GRAPH_STEPS = weakref.WeakKeyDictionary()  # GPTModel -> its latest _CudaGraphStep, reused while it fits
+
+
+def _graph_signature(model, batch, room, device):
+    """What a recorded step depends on: shapes, the attention code, and the address of every weight (a
+    recording reads the weights where they were; updating them in place is fine, moving them is not)."""
+    autocast = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+    attention = tuple(block.att.use_sdpa for block in model.trf_blocks)
+    weights = tuple((p.data_ptr(), p.dtype) for p in model.parameters())
+    return (batch, room, str(device), autocast, attention, weights)
+
+
+def _cuda_graph_step(model, idx, room, pad):
+    """The recorded decoding step for ``idx`` on a CUDA GPU, reused from the last generation when it fits;
+    None elsewhere. The room is rounded up to a multiple of 128 tokens, so texts of similar lengths (chapter
+    7's responses) share one recording."""
+    if idx.device.type != "cuda" or model.training:  # dropout draws random numbers: not recorded
+        return None
+    room = min(-(-room // 128) * 128, model.pos_emb.num_embeddings)
+    step = _GRAPH_STEPS.get(model)
+    fits = step is not None and step.signature == _graph_signature(model, idx.shape[0], room, idx.device)
+    if not fits or step.in_use:
+        step = _CudaGraphStep(model, idx.shape[0], room, idx.device)
+        _GRAPH_STEPS[model] = step
+    step.start(pad)
+    return step
 
 
 MODEL_FILE = "model.safetensors"

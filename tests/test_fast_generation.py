@@ -247,3 +247,131 @@ def test_bf16_packed_weights_compute_like_nn_linear_and_are_put_back():
     out = generate(model, ids, 20, 16)
     assert out.shape == (2, 26)
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+# --- the fixed-shape step (recorded as a CUDA graph on GPUs) ----------------------------------------------
+
+
+@pytest.fixture
+def fixed_shape_steps(monkeypatch):
+    """generate's fixed-shape decoding step on any device, run without a recording: the code a CUDA graph
+    records, tested on the CPU too."""
+
+    def eager_step(model, idx, room, pad):
+        if model.training:
+            return None
+        step = pretraining._CudaGraphStep(model, idx.shape[0], room, idx.device, record=False)
+        step.start(pad)
+        return step
+
+    monkeypatch.setattr(pretraining, "_cuda_graph_step", eager_step)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(("batch", "prompt_len", "new_tokens"), [(1, 5, 8), (3, 1, 40), (2, 16, 4)])
+def test_fixed_shape_step_greedy_equals_generate_text_simple(
+    fixed_shape_steps, impl, batch, prompt_len, new_tokens
+):
+    model = tiny_model(impl)
+    ids = random_ids(batch, prompt_len)
+    expected = generate_text_simple(model, ids, new_tokens, TINY["context_length"])
+    assert torch.equal(generate(model, ids, new_tokens, TINY["context_length"]), expected)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fixed_shape_step_samples_batches_and_stops_like_the_book_loop(fixed_shape_steps, impl):
+    model = tiny_model(impl)
+    ids = random_ids(2, 4)
+    eos_id = eos_of(model, ids)
+    results = []
+    for use_cache in (False, True):
+        torch.manual_seed(5)
+        sampled = generate(model, ids, 30, 16, temperature=1.3, top_k=7, eos_id=eos_id, use_cache=use_cache)
+        results.append(sampled)
+    assert torch.equal(*results)
+    prompts = [random_ids(1, n, seed=n)[0].tolist() for n in (1, 5, 12, 3)]
+    for prompt, result in zip(prompts, generate_batch(model, prompts, 20, 16), strict=True):
+        assert torch.equal(result, generate_text_simple(model, torch.tensor([prompt]), 20, 16)[0])
+
+
+def test_fixed_shape_step_masks_what_it_has_not_written(fixed_shape_steps, monkeypatch):
+    """The step attends over the whole room; columns not written yet must count for nothing, even when they
+    hold NaN (fresh memory can)."""
+    model = tiny_model("sdpa")
+    ids = random_ids(1, 3)
+    expected = generate_text_simple(model, ids, 10, 16)
+    make_cache = StaticKVCache.__init__
+
+    def nan_filled(cache, n_layers, max_tokens, pad=None):
+        make_cache(cache, n_layers, max_tokens, pad)
+        for layer in cache.layers:
+            layer.keys = torch.full((1, TINY["n_heads"], max_tokens, 8), float("nan"))
+            layer.values = torch.full((1, TINY["n_heads"], max_tokens, 8), float("nan"))
+
+    monkeypatch.setattr(StaticKVCache, "__init__", nan_filled)
+    assert torch.equal(generate(model, ids, 10, 16), expected)
+
+
+def test_attention_backends_leave_out_cudnn_on_cuda_only():
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with pretraining._attention_backends(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with pretraining._attention_backends(torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@CUDA
+@pytest.mark.parametrize("impl", IMPLS)
+def test_cuda_graph_is_recorded_once_and_replays_the_eager_step(impl):
+    model = tiny_model(impl, "cuda")
+    ids = random_ids(2, 5).cuda()
+    first = generate(model, ids, 9, 16)
+    step = pretraining._GRAPH_STEPS[model]
+    assert step.graph is not None and step.cache.max_tokens == 16  # 14 tokens, rounded up to the context
+    assert torch.equal(generate(model, ids, 9, 16), first)
+    assert pretraining._GRAPH_STEPS[model] is step  # the recording was reused
+    # the replayed step computes exactly what the same step computes without a recording
+    eager = pretraining._CudaGraphStep(model, 2, 16, ids.device, record=False)
+    for s in (step, eager):
+        s.start(None)
+        with torch.no_grad():
+            model(ids, kv_cache=s.cache)
+    with pretraining._fast_step(model, ids.device):  # the settings the recording was made with
+        torch.testing.assert_close(step(ids[:, -1:]).clone(), eager(ids[:, -1:]), atol=1e-5, rtol=1e-5)
+    assert torch.equal(first, generate_text_simple(model, ids, 9, 16))
+
+
+@CUDA
+def test_cuda_graph_steps_of_two_texts_at_once_stay_apart():
+    model = tiny_model("sdpa", "cuda")
+    a, b = random_ids(1, 4, seed=1).cuda(), random_ids(1, 6, seed=2).cuda()
+    expected = [generate(model, ids, 12, 16) for ids in (a, b)]
+    streams = [generate_stream(model, ids, 12, 16) for ids in (a, b)]
+    tokens = [[], []]
+    for step_a, step_b in zip(*streams, strict=True):  # the two generations alternate, step by step
+        tokens[0].append(step_a)
+        tokens[1].append(step_b)
+    for ids, got, want in zip((a, b), tokens, expected, strict=True):
+        assert torch.equal(torch.cat([ids, *got], dim=1), want)
+
+
+@CUDA
+def test_bf16_generation_on_cuda_keeps_attention_off_cudnn(monkeypatch):
+    """cuDNN's attention prepares a plan per shape, which made every bf16 step about 6x slower."""
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model = tiny_model("sdpa", "cuda").to(torch.bfloat16)
+    generate(model, random_ids(1, 5).cuda(), 6, 16)
+    generate(model, random_ids(1, 5).cuda(), 6, 16, use_cache=False)
+    assert seen and not any(seen)

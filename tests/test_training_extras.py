@@ -39,11 +39,11 @@ def new_model(seed=123, **cfg):
     return GPTModel({**CFG, **cfg})
 
 
-def run(model, optimizer, train_loader, val_loader, **kwargs):
+def run(model, optimizer, train_loader, val_loader, device="cpu", **kwargs):
     options = {"n_epochs": 1, "eval_freq": 1, "eval_iter": 1, "warmup_steps": 2, "progress": False}
     options.update(kwargs)
     return train_model(
-        model, train_loader, val_loader, optimizer, "cpu", start_context="Every effort",
+        model, train_loader, val_loader, optimizer, device, start_context="Every effort",
         tokenizer=gpt2_encoding(), **options,
     )  # fmt: skip
 
@@ -118,6 +118,19 @@ def test_bf16_trains_and_stays_close_to_fp32(loaders):
         losses[precision] = run(model, optimizer, *loaders, max_steps=8, precision=precision)[1]
     assert losses["bf16"][-1] < losses["bf16"][0] - 0.05  # it learns (validation losses)
     assert max(abs(a - b) for a, b in zip(losses["fp32"], losses["bf16"], strict=True)) < 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cuda_trains_close_to_fp32(loaders, precision):
+    """bf16 autocast, and fp16 with its gradient scaler (the path of GPUs without bf16, e.g. a T4)."""
+    losses = {}
+    for name in ("fp32", precision):
+        model = new_model().cuda()
+        optimizer = create_optimizer(model, lr=3e-3)
+        losses[name] = run(model, optimizer, *loaders, device="cuda", max_steps=8, precision=name)[1]
+    assert losses[precision][-1] < losses[precision][0] - 0.05  # it learns (validation losses)
+    assert max(abs(a - b) for a, b in zip(losses["fp32"], losses[precision], strict=True)) < 0.02
 
 
 def test_precision_choices():
