@@ -5,7 +5,7 @@
 # stop the others. Needs LLMFS_DATA_MIRROR (the-verdict.txt, vocab.bpe, encoder.json), torch, transformers,
 # tiktoken and pytest; not nbval.
 #
-#     LLMFS_DATA_MIRROR=/path/to/data bash bench/gpu_checks.sh            # about 8 minutes on an H100
+#     LLMFS_DATA_MIRROR=/path/to/data bash bench/gpu_checks.sh            # about 6 minutes on an H100
 #     PARTS="generate-1 train" bash bench/gpu_checks.sh                 # some parts only
 set -u
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ LOGS=${LOGS:-gpu-logs}
 PARTS=${PARTS:-"tests generate-1 generate-8 train"}
 mkdir -p "$LOGS"
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the chapters' packages, without installing them
 
 part() {  # part NAME SECONDS COMMAND...: run unless PARTS leaves it out
     local name=$1 limit=$2
@@ -34,5 +35,5 @@ part tests 300 python3 -m pytest -q -o addopts="" -p no:cacheprovider -rs \
     tests/test_training_extras.py
 part generate-1 240 python3 bench/bench_generate.py --device cuda --reps 3
 part generate-8 180 python3 bench/bench_generate.py --device cuda --batch 8 --reps 3 --no-simple
-part train 420 python3 bench/bench_train.py --device cuda --batch 16 --context 1024 --rounds 15 --compile \
+part train 380 python3 bench/bench_train.py --device cuda --batch 16 --context 1024 --rounds 12 --compile \
     --only "book fp32,fast (,fast compiled,hf"
