@@ -85,6 +85,7 @@ _OPTIONAL_KEYS = (
     "attn_impl",
     "fused_ops",
     "tie_weights",
+    "padded_vocab_size",
     "drop_rate_emb",
     "drop_rate_attn",
     "drop_rate_shortcut",
@@ -115,6 +116,13 @@ def _check_config(cfg, required=_REQUIRED_KEYS):
     for key in ("fused_ops", "tie_weights"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise ValueError(f"{key} is True or False, got {cfg[key]!r}")
+    padded = cfg.get("padded_vocab_size")
+    if padded is not None and (
+        isinstance(padded, bool) or not isinstance(padded, int) or padded < cfg.get("vocab_size", 1)
+    ):
+        raise ValueError(
+            f"padded_vocab_size is None or an integer >= vocab_size ({cfg.get('vocab_size')}), got {padded!r}"
+        )
 
 
 class TransformerBlock(nn.Module):
@@ -203,8 +211,13 @@ class GPTModel(nn.Module):
 
     ``cfg`` has the keys of GPT_CONFIG_124M, plus optionally ``attn_impl`` ("explicit" or "sdpa"),
     ``fused_ops`` (True: LayerNorm and GELU through PyTorch's one-kernel functions), ``tie_weights`` (share
-    tok_emb.weight with out_head.weight; the shared matrix starts at GPT-2's N(0, 0.02) initialization) and
-    ``drop_rate_emb`` / ``drop_rate_attn`` / ``drop_rate_shortcut``.
+    tok_emb.weight with out_head.weight; the shared matrix starts at GPT-2's N(0, 0.02) initialization),
+    ``padded_vocab_size`` (see below) and ``drop_rate_emb`` / ``drop_rate_attn`` / ``drop_rate_shortcut``.
+
+    ``padded_vocab_size`` (e.g. 50304 = 393 x 128): the output layer computes that many scores and the model
+    returns the first ``vocab_size`` of them. GPUs multiply matrices in tiles of 64 or 128 columns, and the
+    output layer is the largest product of the model: 50,304 columns run faster than GPT-2's 50,257. The
+    extra rows get no gradient and never reach a result (with tie_weights the embedding gets them too).
 
     ``model(new_ids, kv_cache=cache)`` (bonus section after 4.7): ``new_ids`` are the tokens that follow
     the ``cache.num_tokens`` tokens in the KVCache (or StaticKVCache); the logits are those of the new
@@ -215,13 +228,15 @@ class GPTModel(nn.Module):
         super().__init__()
         _check_config(cfg)
         self.cfg = dict(cfg)  # later chapters read e.g. model.cfg["context_length"]
-        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        rows = cfg.get("padded_vocab_size") or cfg["vocab_size"]  # of the output layer
+        tied = cfg.get("tie_weights", False)
+        self.tok_emb = nn.Embedding(rows if tied else cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
         self.drop_emb = nn.Dropout(cfg.get("drop_rate_emb", cfg["drop_rate"]))
         self.trf_blocks = nn.Sequential(*[TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
         self.final_norm = LayerNorm(cfg["emb_dim"], fused=cfg.get("fused_ops", False))
-        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
-        if cfg.get("tie_weights", False):
+        self.out_head = nn.Linear(cfg["emb_dim"], rows, bias=False)
+        if tied:
             self.out_head.weight = self.tok_emb.weight  # one Parameter under both names
             # nn.Embedding's N(0, 1) entries would make the first logits about sqrt(emb_dim) times larger
             # than an untied output layer's (a loss near 100 instead of 11): start small, as GPT-2 does.
@@ -229,7 +244,7 @@ class GPTModel(nn.Module):
 
     def forward(self, in_idx, kv_cache=None):
         start = 0 if kv_cache is None else _check_kv_cache(kv_cache, len(self.trf_blocks))
-        in_idx = _check_token_ids(in_idx, self.tok_emb.num_embeddings, self.pos_emb.num_embeddings, start)
+        in_idx = _check_token_ids(in_idx, self.cfg["vocab_size"], self.pos_emb.num_embeddings, start)
         if kv_cache is None:  # positions 0, 1, ...
             positions = torch.arange(in_idx.shape[1], device=in_idx.device)
         else:  # the new tokens continue after the cached ones (the cache may give each row its own positions)
@@ -242,7 +257,10 @@ class GPTModel(nn.Module):
             for block, layer_cache in zip(self.trf_blocks, kv_cache.layers, strict=True):
                 x = block(x, kv_cache=layer_cache)
         x = self.final_norm(x)
-        return self.out_head(x)
+        logits = self.out_head(x)
+        if logits.shape[-1] != self.cfg["vocab_size"]:  # padded_vocab_size: drop the scores of no token
+            logits = logits[..., : self.cfg["vocab_size"]]
+        return logits
 
     def set_attention_impl(self, impl):
         """Switch every block to "explicit" (the book's attention code) or "sdpa" (PyTorch's fused kernel)."""

@@ -708,6 +708,7 @@ ARCHITECTURE_KEYS = (
     "n_layers",
     "qkv_bias",
     "tie_weights",
+    "padded_vocab_size",
 )
 
 

@@ -593,3 +593,31 @@ def test_hello_i_am_encodes_like_the_book():
     from shared.data import gpt2_encoding
 
     assert gpt2_encoding().encode("Hello, I am") == [15496, 11, 314, 716]
+
+
+def test_padded_vocab_computes_more_scores_and_returns_the_vocabulary():
+    padded = tiny_model(padded_vocab_size=128)
+    vocab = TINY["vocab_size"]
+    assert padded.out_head.weight.shape == (128, TINY["emb_dim"])
+    assert padded.tok_emb.weight.shape == (vocab, TINY["emb_dim"])  # inputs are real tokens only
+    ids = torch.randint(0, vocab, (2, 6), generator=torch.Generator().manual_seed(1))
+    logits = padded(ids)
+    assert logits.shape == (2, 6, vocab)
+    # the same function as a model whose output layer has only the real rows
+    plain = tiny_model()
+    state = padded.state_dict()
+    state["out_head.weight"] = state["out_head.weight"][:vocab]
+    plain.load_state_dict(state)
+    torch.testing.assert_close(plain(ids), logits)
+    F.cross_entropy(logits.flatten(0, 1), ids.flatten()).backward()
+    assert padded.out_head.weight.grad[vocab:].count_nonzero() == 0  # the extra rows never count
+    tied = tiny_model(padded_vocab_size=128, tie_weights=True)
+    assert tied.tok_emb.weight.shape == (128, TINY["emb_dim"]) and tied(ids).shape == (2, 6, vocab)
+    with pytest.raises(ValueError, match=f"token id {vocab} is out of range"):
+        tied(torch.tensor([[vocab]]))  # a padding row is no token
+
+
+@pytest.mark.parametrize("bad", [TINY["vocab_size"] - 1, 1.5, True, "128"])
+def test_padded_vocab_must_hold_the_vocabulary(bad):
+    with pytest.raises(ValueError, match="padded_vocab_size is None or an integer >= vocab_size"):
+        tiny_model(padded_vocab_size=bad)
