@@ -10,7 +10,7 @@
 By default it trains with appendix D's train_model (warmup, cosine decay, clipping) and the fast settings:
 the precision the hardware computes natively (bf16, or fp16 with a gradient scaler, else fp32), fused
 AdamW with weight decay on the matrices, fused LayerNorm and GELU, the faster attention code for the
-device, and torch.compile on CUDA; each has a switch.
+device, an output layer padded to 50304 rows, and torch.compile on CUDA; each has a switch.
 Started by torchrun, it trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs): every process
 reads its own share of each epoch, and only process 0 prints and writes checkpoints and the plot.
 
@@ -86,12 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one matrix for the token embedding and the output layer, as GPT-2 (124M parameters, not 163M)",
     )
-    model.add_argument(
-        "--pad-vocab",
-        action="store_true",
-        help="compute the output layer's scores for a multiple of 128 tokens (50304 for GPT-2's 50257) and "
-        "drop the extra ones: faster on GPUs (bench/bench_train.py)",
-    )
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=2)
@@ -135,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="LayerNorm and GELU through PyTorch's one-kernel functions (chapter 4's fused_ops)",
+    )
+    fast.add_argument(
+        "--pad-vocab",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="chapter 4's padded_vocab_size: the output layer computes scores for a multiple of 128 tokens "
+        "(50304 for GPT-2's 50257) and the model drops the extra ones; faster on GPUs and CPUs. It changes "
+        "the checkpoint's shapes: resume with the same choice",
     )
     fast.add_argument(
         "--compile",
@@ -207,7 +209,7 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
     say = print if is_main else (lambda *a, **k: None)
     try:
         cfg = get_gpt_config(args.config, **overrides)
-        if args.pad_vocab:  # output rows for a multiple of 128 tokens (50304 for GPT-2's 50257)
+        if args.pad_vocab and not args.book:  # output rows for a multiple of 128 tokens (50304 for 50257)
             cfg["padded_vocab_size"] = -(-cfg["vocab_size"] // 128) * 128
         text = read_text(args.data)
         set_seed(args.seed)
@@ -261,7 +263,8 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
                 torch.backends.cudnn.allow_tf32 = True
             say(
                 f"precision {args.precision}, attention {args.attention}, fused ops {args.fused_ops}, "
-                f"{'fused AdamW' if args.fused_adamw else 'AdamW'}, compile {compile_model}, "
+                f"padded vocab {args.pad_vocab}, {'fused AdamW' if args.fused_adamw else 'AdamW'}, "
+                f"compile {compile_model}, "
                 f"warmup {warmup} of {total_steps} steps, clipping at {args.max_norm or 'none'}"
             )
             train_losses, val_losses, tokens_seen, _ = train_model(

@@ -46,16 +46,19 @@ def test_pretrain_fast_settings_reach_the_model(tmp_path, capsys):
     assert run_pretrain(tmp_path / "auto", "--max-steps", "1", "--device", "cpu") == 0
     assert "attention explicit, fused ops True" in capsys.readouterr().out
     cfg = pretraining.read_checkpoint_config(tmp_path / "auto" / "checkpoints")
-    # on the CPU: chapter 3's explicit attention (faster to train there), fused LayerNorm and GELU, untied
+    # on the CPU: chapter 3's explicit attention (faster to train there), fused LayerNorm and GELU, untied,
+    # 50304 = 393 x 128 output rows
     assert cfg["attn_impl"] == "explicit" and cfg["fused_ops"] is True and not cfg.get("tie_weights")
-    argv = ["--max-steps", "1", "--attention", "sdpa", "--no-fused-ops", "--tie-weights", "--pad-vocab"]
+    assert cfg["padded_vocab_size"] == 50304
+    argv = ["--max-steps", "1", "--attention", "sdpa", "--no-fused-ops", "--tie-weights", "--no-pad-vocab"]
     assert run_pretrain(tmp_path / "chosen", *argv) == 0
     cfg = pretraining.read_checkpoint_config(tmp_path / "chosen" / "checkpoints")
     assert cfg["attn_impl"] == "sdpa" and cfg["fused_ops"] is False and cfg["tie_weights"] is True
-    assert cfg["padded_vocab_size"] == 50304  # 393 x 128
+    assert cfg.get("padded_vocab_size") is None
     assert run_pretrain(tmp_path / "book", "--max-steps", "1", "--book") == 0
     cfg = pretraining.read_checkpoint_config(tmp_path / "book" / "checkpoints")
     assert cfg.get("attn_impl", "explicit") == "explicit" and not cfg.get("fused_ops")
+    assert cfg.get("padded_vocab_size") is None
 
 
 def test_generate_from_a_gpt2_size(tmp_path, monkeypatch, capsys):
