@@ -34,9 +34,10 @@ learns what fp32 learns.
     python bench/bench_train.py --only "book fp32,fast,hf"  # only the variants whose names start so
 
 On a GPU it also prints the model FLOPs utilization (MFU) of each variant: model FLOPs per token (6 N for
-the matrix products of forward and backward, N the number of parameters, plus 12 x n_layers x emb_dim x
-context for attention's scores and weighted sums) x tokens/s over the card's dense bf16 rate (--peak-tflops;
-989 for an H100 or H200 when not given).
+the matrix products of forward and backward, N = 12 x n_layers x emb_dim² weights in the blocks plus
+emb_dim x vocab_size in the output layer, and 12 x n_layers x emb_dim x context for attention's scores and
+weighted sums) x tokens/s over the card's dense bf16 rate (--peak-tflops; 989 for an H100 or H200 when not
+given).
 """
 
 from __future__ import annotations

@@ -671,12 +671,13 @@ _GRAPH_STEPS = weakref.WeakKeyDictionary()  # GPTModel -> its latest _CudaGraphS
 
 
 def _graph_signature(model, batch, room, device):
-    """What a recorded step depends on: shapes, the attention code, and the address of every weight (a
-    recording reads the weights where they were; updating them in place is fine, moving them is not)."""
+    """What a recorded step depends on: shapes, the attention code, autocast, inference mode (its tensors
+    cannot be written outside it), and the address of every weight (a recording reads the weights where
+    they were; updating them in place is fine, moving them is not)."""
     autocast = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
     attention = tuple(block.att.use_sdpa for block in model.trf_blocks)
     weights = tuple((p.data_ptr(), p.dtype) for p in model.parameters())
-    return (batch, room, str(device), autocast, attention, weights)
+    return (batch, room, str(device), autocast, torch.is_inference_mode_enabled(), attention, weights)
 
 
 def _cuda_graph_step(model, idx, room, pad):

@@ -322,6 +322,20 @@ def test_attention_backends_leave_out_cudnn_on_cuda_only():
         assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
+def test_a_recording_is_reused_only_where_it_fits():
+    model = tiny_model()
+    cpu = torch.device("cpu")
+    signature = pretraining._graph_signature(model, 2, 16, cpu)
+    assert pretraining._graph_signature(model, 2, 16, cpu) == signature
+    assert pretraining._graph_signature(model, 3, 16, cpu) != signature  # another batch size
+    with torch.inference_mode():  # tensors made there cannot be written outside it
+        assert pretraining._graph_signature(model, 2, 16, cpu) != signature
+    model.set_attention_impl("sdpa")
+    assert pretraining._graph_signature(model, 2, 16, cpu) != signature
+    model.to(torch.bfloat16)  # new tensors at new addresses
+    assert pretraining._graph_signature(model.set_attention_impl("explicit"), 2, 16, cpu) != signature
+
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -344,6 +358,15 @@ def test_cuda_graph_is_recorded_once_and_replays_the_eager_step(impl):
     with pretraining._fast_step(model, ids.device):  # the settings the recording was made with
         torch.testing.assert_close(step(ids[:, -1:]).clone(), eager(ids[:, -1:]), atol=1e-5, rtol=1e-5)
     assert torch.equal(first, generate_text_simple(model, ids, 9, 16))
+
+
+@CUDA
+def test_cuda_graph_made_in_inference_mode_and_used_outside():
+    model = tiny_model("sdpa", "cuda")
+    ids = random_ids(1, 5).cuda()
+    with torch.inference_mode():
+        inside = generate(model, ids, 8, 16)
+    assert torch.equal(generate(model, ids, 8, 16), inside)  # a new recording, not a write to its tensors
 
 
 @CUDA
