@@ -713,8 +713,16 @@ ARCHITECTURE_KEYS = (
 )
 
 
-def _architecture(cfg):
-    return {key: cfg.get(key, False) if key == "tie_weights" else cfg.get(key) for key in ARCHITECTURE_KEYS}
+def _architecture(cfg, keys=ARCHITECTURE_KEYS):
+    return {key: cfg.get(key, False) if key == "tie_weights" else cfg.get(key) for key in keys}
+
+
+def architecture_mismatch(saved_cfg, cfg, keys=ARCHITECTURE_KEYS):
+    """What keeps a model built from ``cfg`` from holding the weights of a model saved with ``saved_cfg``:
+    each architecture key that differs, e.g. "emb_dim 768 (this model: 128)"; "" when they agree."""
+    saved, ours = _architecture(saved_cfg, keys), _architecture(cfg, keys)
+    differing = [key for key in keys if saved[key] != ours[key]]
+    return ", ".join(f"{key} {saved[key]!r} (this model: {ours[key]!r})" for key in differing)
 
 
 def _model_tensors(model):
@@ -804,11 +812,11 @@ def load_checkpoint(checkpoint, model, optimizer=None):
     folder = _checkpoint_folder(checkpoint)
     tensors, metadata = _read_safetensors(folder / MODEL_FILE)
     saved_cfg = json.loads(metadata["config"])
-    if _architecture(saved_cfg) != _architecture(model.cfg):
+    mismatch = architecture_mismatch(saved_cfg, model.cfg)
+    if mismatch:
         raise ValueError(
-            f"the checkpoint '{folder.name}' holds a model with the configuration "
-            f"{_architecture(saved_cfg)}, but this model has {_architecture(model.cfg)}: build the model "
-            "with GPTModel(read_checkpoint_config(checkpoint)) to load it"
+            f"the checkpoint '{folder.name}' holds a model of another shape, with {mismatch}: build the "
+            "model with GPTModel(read_checkpoint_config(checkpoint)) to load it"
         )
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     expected_missing = set(model.state_dict()) - set(_model_tensors(model))  # masks and tied names
@@ -1042,6 +1050,7 @@ __all__ = [
     "STATE_FILE",
     "LATEST_FILE",
     "ARCHITECTURE_KEYS",
+    "architecture_mismatch",
     "save_checkpoint",
     "read_checkpoint_config",
     "load_checkpoint",

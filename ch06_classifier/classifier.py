@@ -19,6 +19,7 @@ from ch04_gpt.gpt import GPTModel
 from ch05_pretraining.pretraining import (
     ARCHITECTURE_KEYS,
     _positive_int,
+    architecture_mismatch,
     calc_loss_loader,
     load_checkpoint,
     read_checkpoint_config,
@@ -324,7 +325,7 @@ def load_classifier(checkpoint, model=None, device="cpu"):
     """The classifier saved in ``checkpoint`` (by save_checkpoint, from a model that went through
     add_classification_head), in eval mode on ``device``. Without ``model`` it is rebuilt from the
     checkpoint's configuration; with one, the weights are loaded into it, and a model of another
-    configuration or number of classes is refused with a ValueError naming both."""
+    configuration or number of classes is refused with a ValueError that names what differs."""
     saved_cfg = read_checkpoint_config(checkpoint)
     if "num_classes" not in saved_cfg:
         raise ValueError(
@@ -334,12 +335,11 @@ def load_classifier(checkpoint, model=None, device="cpu"):
     if model is None:
         model = add_classification_head(GPTModel(saved_cfg), saved_cfg["num_classes"])
     else:
-        ours = {key: model.cfg.get(key) for key in (*ARCHITECTURE_KEYS, "num_classes")}
-        theirs = {key: saved_cfg.get(key) for key in (*ARCHITECTURE_KEYS, "num_classes")}
-        if ours != theirs:
+        mismatch = architecture_mismatch(saved_cfg, model.cfg, keys=(*ARCHITECTURE_KEYS, "num_classes"))
+        if mismatch:
             raise ValueError(
-                f"the checkpoint holds a classifier with the configuration {theirs}, but this model has "
-                f"{ours}: call load_classifier(checkpoint) without a model to rebuild the saved one"
+                f"the checkpoint holds a classifier of another shape, with {mismatch}: call "
+                "load_classifier(checkpoint) without a model to rebuild the saved one"
             )
     load_checkpoint(checkpoint, model)
     return model.to(device).eval()

@@ -61,6 +61,7 @@ NAMES = {
     "STATE_FILE": "ch05_pretraining.pretraining",
     "LATEST_FILE": "ch05_pretraining.pretraining",
     "ARCHITECTURE_KEYS": "ch05_pretraining.pretraining",
+    "architecture_mismatch": "ch05_pretraining.pretraining",
     "save_checkpoint": "ch05_pretraining.pretraining",
     "read_checkpoint_config": "ch05_pretraining.pretraining",
     "load_checkpoint": "ch05_pretraining.pretraining",
