@@ -458,11 +458,11 @@ def _generation_steps(
         for _ in range(max_new_tokens):
             if pad is not None and idx.shape[1] > context_size:  # the window has slid over some padding
                 kv_cache.pad = (pad - (idx.shape[1] - context_size)).clamp(min=0)
-            with _fast_step(model, idx.device, enabled=use_cache):
-                in_window = graph_step is not None and idx.shape[1] <= context_size  # the window has not slid
-                if in_window and 0 < kv_cache.num_tokens == idx.shape[1] - 1:  # one token the cache lacks
-                    logits = graph_step(idx[:, -1:])
-                else:  # the prompt, or a window that has slid: one pass over every token the cache lacks
+            in_window = graph_step is not None and idx.shape[1] <= context_size  # the window has not slid
+            if in_window and 0 < kv_cache.num_tokens == idx.shape[1] - 1:  # one token the cache lacks
+                logits = graph_step(idx[:, -1:])  # recorded with _fast_step's settings
+            else:  # the prompt, or a window that has slid: one pass over every token the cache lacks
+                with _fast_step(model, idx.device, enabled=use_cache):
                     logits = _next_token_logits(model, idx, context_size, kv_cache)
             idx_next = sample_next_token(logits, temperature, top_k)
             if eos_id is not None:
@@ -608,7 +608,6 @@ class _CudaGraphStep(KVCache):
         self.recorded_with = None  # the addresses of the cache's tensors the recording writes to
         self.in_use = False  # True while a generation runs with it (a second one then makes its own)
         self.new_text = True
-        self.signature = _graph_signature(model, batch, room, device)
 
     @property
     def num_tokens(self):
@@ -648,7 +647,8 @@ class _CudaGraphStep(KVCache):
         return self.logits
 
     def _run(self):
-        with torch.no_grad():
+        # A replay repeats what the recording did, so the fast settings are entered here, not at every step.
+        with torch.no_grad(), _fast_step(self.model(), self.token.device):
             seen = (self.key_columns <= self.column) & (self.key_columns >= self.pad[:, None])
             self.mask = seen[:, None, None, :]  # (batch, 1, 1, room), for every head
             self.logits = self.model()(self.token, kv_cache=self)[:, -1]
@@ -667,7 +667,7 @@ class _CudaGraphStep(KVCache):
             self._run()
 
 
-_GRAPH_STEPS = weakref.WeakKeyDictionary()  # GPTModel -> its latest _CudaGraphStep, reused while it fits
+_GRAPH_STEPS = weakref.WeakKeyDictionary()  # GPTModel -> (signature, its latest _CudaGraphStep)
 
 
 def _graph_signature(model, batch, room, device):
@@ -687,11 +687,11 @@ def _cuda_graph_step(model, idx, room, pad):
     if idx.device.type != "cuda" or model.training:  # dropout draws random numbers: not recorded
         return None
     room = min(-(-room // 128) * 128, model.pos_emb.num_embeddings)
-    step = _GRAPH_STEPS.get(model)
-    fits = step is not None and step.signature == _graph_signature(model, idx.shape[0], room, idx.device)
-    if not fits or step.in_use:
+    signature = _graph_signature(model, idx.shape[0], room, idx.device)
+    saved, step = _GRAPH_STEPS.get(model, (None, None))
+    if saved != signature or step.in_use:
         step = _CudaGraphStep(model, idx.shape[0], room, idx.device)
-        _GRAPH_STEPS[model] = step
+        _GRAPH_STEPS[model] = (signature, step)
     step.start(pad)
     return step
 
