@@ -30,6 +30,7 @@ from timing import interleaved_medians, time_call
 from ch04_gpt.gpt import GPTModel, generate_text_cached, generate_text_simple, get_gpt_config
 from ch05_pretraining import pretraining
 from ch05_pretraining.pretraining import generate, load_weights_into_gpt
+from shared.cpu_kernels import bf16_gemv
 from shared.device import cpu_has_fast_bf16, get_device
 
 TARGETS = [  # (variant, baseline, floor) from the issue, on the CPU
@@ -92,7 +93,9 @@ def _generate_without(*args, switched_off: dict) -> torch.Tensor:
             setattr(pretraining, name, original)
 
 
-# bf16 weights through plain nn.Linear on the CPU: the slow path the packed weights avoid
+# bf16 weights on the CPU: one row through oneDNN's packed weights instead of the native kernel; then plain
+# nn.Linear for every product (the slow path both avoid)
+NO_NATIVE = {"bf16_gemv": lambda: None}
 NO_PACKING = {"_onednn_bf16": lambda: False}
 # on a CUDA GPU: the StaticKVCache loop, every kernel launched from Python; then also with cuDNN's attention
 NO_GRAPH = {"_cuda_graph_step": lambda *args: None}
@@ -161,6 +164,10 @@ def main() -> None:
     )
     if device.type == "cpu":
         print(f"CPU has native bf16 (AMX or AVX512-BF16): {cpu_has_fast_bf16()}")
+        print(
+            "the course's native bf16 kernel (shared/cpu_kernels.py): "
+            + ("in use" if bf16_gemv() else "unavailable")
+        )
 
     runs: dict[str, Callable[[], torch.Tensor]] = {}
     if not args.no_simple:
@@ -168,7 +175,10 @@ def main() -> None:
     runs["generate_text_cached fp32"] = partial(generate_text_cached, model32, ids, n, ctx)
     runs["generate fp32"] = partial(generate, model32, ids, n, ctx)
     runs["generate bf16"] = partial(generate, model16, ids, n, ctx)
-    if device.type == "cpu":  # the regression check: bf16 through plain nn.Linear
+    if device.type == "cpu":  # what the native kernel and the packed weights are worth
+        runs["generate bf16 oneDNN"] = partial(
+            _generate_without, model16, ids, n, ctx, switched_off=NO_NATIVE
+        )
         runs["generate bf16 unpacked"] = partial(
             _generate_without, model16, ids, n, ctx, switched_off=NO_PACKING
         )
@@ -221,9 +231,13 @@ def main() -> None:
         traffic = _weight_bytes_per_token(model16 if "bf16" in name else model32) * n / medians[name]
         print(f"  {name}: weights read at {traffic / bandwidth:.0%} of the copy bandwidth")
     if "generate bf16 unpacked" in medians:
-        gain = medians["generate bf16 unpacked"] / medians["generate bf16"]
-        verdict = "ok" if gain >= 1.0 else "packing no longer pays: check _packed_linears"
-        print(f"  bf16 on the CPU: packed weights vs plain nn.Linear: {gain:.2f}x ({verdict})")
+        for name, what in (
+            ("generate bf16 oneDNN", "oneDNN's packed weights"),
+            ("generate bf16 unpacked", "plain nn.Linear"),
+        ):
+            gain = medians[name] / medians["generate bf16"]
+            verdict = "ok" if gain >= 1.0 else "no longer pays: check _bf16_linear"
+            print(f"  bf16 on the CPU: generate vs {what}: {gain:.2f}x ({verdict})")
     print("\nTargets (issue 11):")
     if device.type == "cuda":
         rate = tokens / medians["generate bf16"]

@@ -33,6 +33,7 @@ from ch04_gpt.gpt import (
     get_gpt_config,
 )
 from ch04_gpt.gpt import next_token_logits as _next_token_logits  # the notebook's 5.3 uses the name too
+from shared.cpu_kernels import bf16_gemv, bf16_linear_one_row
 from shared.data import MIRROR_ENV, gpt2_encoding, sha256_of
 from shared.files import atomic_write
 
@@ -490,11 +491,12 @@ def _onednn_bf16():
 def _packed_linears(model, device):
     """{nn.Linear: its weight in oneDNN's packed layout}, for bf16 weights on the CPU; else empty.
 
-    A decoding step multiplies one token's vector by every weight matrix. For that shape, ``nn.Linear``
-    reads bf16 weights at a fraction of the memory bandwidth, no faster than fp32 weights twice their size,
-    while oneDNN's linear with prepacked weights (the operator torch.compile uses on CPUs) runs near the
-    bandwidth, with the same results. The packed copies are made at the first step and kept while the
-    weights are unchanged (same address and in-place version); they take as much memory as the weights."""
+    With bf16 weights, ``nn.Linear`` is slow for the small products of generation: one row at each step at
+    batch 1, a few rows for a batch of texts or a prompt. oneDNN's linear with prepacked weights (the
+    operator torch.compile uses on CPUs) computes the same results faster for a few rows; a single row goes
+    to the native kernel where there is one (``_bf16_linear``). The packed copies are made at the first step
+    and kept while the weights are unchanged (same address and in-place version); they take as much memory
+    as the weights."""
     if device.type != "cpu" or not _onednn_bf16():
         return {}
     packed = {}
@@ -509,15 +511,28 @@ def _packed_linears(model, device):
     return packed
 
 
-def _packed_linear(x, weight, bias):
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+def _bf16_linear(x, weight, bias, packed):
+    """What nn.Linear computes, for bf16 weights on the CPU while generating.
+
+    One row (a decoding step at batch 1) goes through the course's native kernel (shared/cpu_kernels.py):
+    PyTorch's bf16 kernels read the weights for that shape at about half the speed of memory, so bf16 gained
+    little over fp32 though it reads half the bytes. Several rows, or a CPU or system without the kernel,
+    go through oneDNN with the packed weight. Neither is seen by autograd: with gradients on (outside
+    generate), it is nn.Linear's own product."""
+    if torch.is_grad_enabled():
+        return F.linear(x, weight, bias)
+    if x.numel() == weight.shape[1] and x.is_contiguous() and weight.is_contiguous() and bf16_gemv():
+        return bf16_linear_one_row(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 @contextlib.contextmanager
 def _use_packed(packed):
-    """Within the block, each nn.Linear in ``packed`` computes with its packed weight."""
-    for module, weight in packed.items():
-        module.forward = functools.partial(_packed_linear, weight=weight, bias=module.bias)
+    """Within the block, each nn.Linear in ``packed`` computes with ``_bf16_linear``."""
+    for module, packed_weight in packed.items():
+        module.forward = functools.partial(
+            _bf16_linear, weight=module.weight, bias=module.bias, packed=packed_weight
+        )
     try:
         yield
     finally:
@@ -544,7 +559,8 @@ def _use_fused_ops(model, enabled=True):
 @contextlib.contextmanager
 def _fast_step(model, device, enabled=True):
     """What makes a step of generate fast besides the cache (each part does nothing where it does not pay):
-    packed bf16 weights on the CPU, one-kernel LayerNorm and GELU, and no cuDNN attention on CUDA GPUs."""
+    faster kernels for bf16 weights on the CPU, one-kernel LayerNorm and GELU, and no cuDNN attention on
+    CUDA GPUs."""
     packed = _packed_linears(model, device) if enabled else {}
     with _use_packed(packed), _use_fused_ops(model, enabled=enabled), _attention_backends(device):
         yield
