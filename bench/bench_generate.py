@@ -1,6 +1,8 @@
 """Benchmark text generation at GPT-2 124M shapes: the book's loop, chapter 4's KV cache, chapter 5's
 `generate` (the fast path: a preallocated StaticKVCache) in fp32 and with bf16 weights, and Hugging Face
-`transformers`' `GPT2LMHeadModel.generate()` with the same random weights (fp32 and bf16).
+`transformers`' `GPT2LMHeadModel.generate()` with the same random weights (fp32 and bf16). On the CPU, bf16
+`generate` also runs with oneDNN's packed weights instead of the course's native kernel
+(shared/cpu_kernels.py), and with plain nn.Linear, to show what each is worth.
 
 On a CUDA GPU it adds `generate` without its recorded step (CUDA graph), and without it and with cuDNN's
 attention allowed (the bf16 slowdown `generate` avoids), and `transformers` with cuDNN's attention left
