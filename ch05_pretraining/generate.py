@@ -27,7 +27,7 @@ from ch05_pretraining.pretraining import (
     token_ids_to_text,
 )
 from shared.data import gpt2_encoding
-from shared.device import get_device
+from shared.device import WEIGHT_PRECISION_HELP, WEIGHT_PRECISIONS, generation_dtype, get_device
 
 END_OF_TEXT = 50256  # GPT-2's <|endoftext|>
 
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--stop-at-eos", action="store_true", help="stop at GPT-2's <|endoftext|> token")
     p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    p.add_argument(
+        "--precision",
+        choices=WEIGHT_PRECISIONS,
+        default="auto",
+        help=WEIGHT_PRECISION_HELP,
+    )
     return p
 
 
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_sampling(args.temperature, args.top_k)  # before a model is loaded (or downloaded)
         device = get_device(args.device)
-        model = load_model(args, device)
+        model = load_model(args, device).to(generation_dtype(device, args.precision))
         tokenizer = gpt2_encoding()
         prompt = text_to_token_ids(args.prompt, tokenizer).to(device)
         torch.manual_seed(args.seed)

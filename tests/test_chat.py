@@ -43,18 +43,35 @@ def run_chat(*args, stdin=""):
 def test_help():
     result = run_chat("--help")
     assert result.returncode == 0
-    for option in ("--checkpoint", "--gpt2", "--max-new-tokens", "--temperature", "--top-k", "--style"):
+    for option in (
+        "--checkpoint",
+        "--gpt2",
+        "--max-new-tokens",
+        "--temperature",
+        "--top-k",
+        "--style",
+        "--precision",
+    ):
         assert option in result.stdout
 
 
-def test_chat_end_to_end_with_scripted_input(checkpoint, tokenizer):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_chat_end_to_end_with_scripted_input(checkpoint, tokenizer, precision):
     lines = ["Name a colour.", "Translate to French | Good morning", "", "exit", "never read"]
     result = run_chat(
-        "--checkpoint", checkpoint, "--max-new-tokens", 6, "--device", "cpu", stdin="\n".join(lines)
+        "--checkpoint",
+        checkpoint,
+        "--max-new-tokens",
+        6,
+        "--device",
+        "cpu",
+        "--precision",
+        precision,
+        stdin="\n".join(lines),
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    model = load_model(checkpoint)
+    model = load_model(checkpoint).to(torch.bfloat16 if precision == "bf16" else torch.float32)
     expected = [generate_response(model, tokenizer, parse_line(line), 6) for line in lines[:2]]
     assert result.stdout == "".join(answer + "\n" for answer in expected)
 

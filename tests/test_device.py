@@ -46,6 +46,20 @@ def test_autocast_dtype_follows_the_hardware(monkeypatch):
     assert device.autocast_dtype("cuda") is torch.bfloat16
 
 
+def test_generation_dtype_auto_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    assert device.generation_dtype("cpu") is torch.bfloat16
+    assert device.generation_dtype("cpu", "fp32") is torch.float32
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    assert device.generation_dtype("cpu") is torch.float32
+    assert device.generation_dtype("cpu", "bf16") is torch.bfloat16  # asked for: slow, but allowed
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert device.generation_dtype("cuda") is torch.float32  # not fp16, as autocast would
+    assert device.generation_dtype("mps") is torch.float32
+    with pytest.raises(ValueError, match="unknown precision 'fp16': use one of auto, fp32, bf16"):
+        device.generation_dtype("cpu", "fp16")
+
+
 def test_set_seed_makes_runs_repeat():
     device.set_seed(123)
     first = torch.rand(3)

@@ -88,6 +88,26 @@ def test_generate_from_a_gpt2_size(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith("Hello")
 
 
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_generate_keeps_the_weights_in_the_precision_asked_for(
+    tmp_path, monkeypatch, capsys, precision, dtype
+):
+    out = tmp_path / "run"
+    assert run_pretrain(out, "--max-steps", "2") == 0
+    capsys.readouterr()  # the training run's report
+    seen = []
+
+    def recording_generate(model, *args, **kwargs):
+        seen.append(next(model.parameters()).dtype)
+        return pretraining.generate(model, *args, **kwargs)
+
+    monkeypatch.setattr(generate_command, "generate", recording_generate)
+    argv = ["--checkpoint", str(out / "checkpoints"), "--max-new-tokens", "3", "--precision", precision]
+    assert generate_command.main(argv) == 0
+    assert seen == [dtype]
+    assert capsys.readouterr().out.startswith("Every effort moves you")
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
