@@ -15,6 +15,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -78,13 +79,19 @@ def _compile(source: Path) -> Path:
             timeout=300,
         )
         if result.returncode != 0:
-            raise OSError(
-                f"{Path(compiler).name} could not build {source.name}: {result.stderr.strip()[-500:]}"
-            )
+            raise OSError(f"{Path(compiler).name} could not build {source.name}{_first_error(result.stderr)}")
         os.replace(partial, library)
     finally:
         partial.unlink(missing_ok=True)
     return library
+
+
+def _first_error(stderr: str) -> str:
+    """The compiler's first error line, without the folders in front of file names (for a short warning)."""
+    lines = [line for line in stderr.splitlines() if "error" in line] or stderr.splitlines()
+    if not lines:
+        return ""
+    return ": " + re.sub(r"(?:[\w.-]*/)+([\w.-]+)", r"\1", lines[0].strip())[:200]
 
 
 def _load_bf16_gemv():

@@ -78,15 +78,25 @@ def test_the_library_is_built_once_and_then_loaded_from_the_cache(fresh_kernels,
     assert cpu_kernels.bf16_gemv() is not None
 
 
-def test_a_failed_build_warns_once_and_leaves_pytorchs_path(fresh_kernels, monkeypatch):
+def test_a_failed_build_warns_once_briefly_and_leaves_pytorchs_path(fresh_kernels, monkeypatch):
     monkeypatch.setattr(cpu_kernels, "_usable", lambda: True)  # as on a CPU with AVX512-BF16
-    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
-    with pytest.warns(UserWarning, match="native bf16 kernel is unavailable .*could not build bf16_gemv.c"):
+    compiler = fresh_kernels / "brokencc"  # a "compiler" that fails as gcc does, naming the file's folder
+    compiler.write_text(
+        "#!/bin/sh\necho 'In file included from /opt/x.h' >&2\n"
+        "echo '/home/someone/course/shared/kernels/bf16_gemv.c:3:1: error: no AVX' >&2\nexit 1\n"
+    )
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CC", str(compiler))
+    with pytest.warns(UserWarning) as caught:
         assert cpu_kernels.bf16_gemv() is None
+    assert str(caught[0].message) == (
+        "the native bf16 kernel is unavailable (brokencc could not build bf16_gemv.c: bf16_gemv.c:3:1: "
+        "error: no AVX); generation uses PyTorch's kernels"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert cpu_kernels.bf16_gemv() is None  # decided once per process
-    assert not any((fresh_kernels / "kernels").iterdir())  # nothing half-built is kept
+    assert not list((fresh_kernels / "kernels").iterdir())  # nothing half-built is kept
 
 
 def test_the_kernels_can_be_switched_off(fresh_kernels, monkeypatch):
