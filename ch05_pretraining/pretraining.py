@@ -376,7 +376,8 @@ def generate(
     same tokens one step at a time; generate_batch takes prompts of different lengths."""
     idx = _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k)
     steps = _generation_steps(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
-    return torch.cat([idx, *steps], dim=1)
+    with _fast_step(model, idx.device, enabled=use_cache):  # set up once for all the steps
+        return torch.cat([idx, *steps], dim=1)
 
 
 def generate_stream(
@@ -419,7 +420,8 @@ def generate_batch(
     padded = torch.stack([F.pad(row, (width - row.numel(), 0)) for row in rows])  # padding id 0: any will do
     idx = _check_generate_args(model, padded, max_new_tokens, context_size, temperature, top_k)
     args = (max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
-    new = torch.cat([idx[:, :0], *_generation_steps(model, idx, *args, pad=pad)], dim=1)
+    with _fast_step(model, idx.device):  # set up once for all the steps
+        new = torch.cat([idx[:, :0], *_generation_steps(model, idx, *args, pad=pad)], dim=1)
     results = []
     for row, prompt in zip(new, rows, strict=True):
         ends = (row == eos_id).nonzero() if eos_id is not None else row[:0]
@@ -478,9 +480,11 @@ def _generation_steps(
             graph_step.in_use = False
 
 
-_PACKED = weakref.WeakKeyDictionary()  # nn.Linear -> ((weight version, address), packed weight)
+_BF16_FORWARDS = weakref.WeakKeyDictionary()  # nn.Linear -> (what its tensors were, its forward for a step)
+_IN_FAST_STEP = weakref.WeakSet()  # the models inside a _fast_step block
 
 
+@functools.cache
 def _onednn_bf16():
     try:
         return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -488,27 +492,30 @@ def _onednn_bf16():
         return False
 
 
-def _packed_linears(model, device):
-    """{nn.Linear: its weight in oneDNN's packed layout}, for bf16 weights on the CPU; else empty.
+def _bf16_forwards(modules, device):
+    """{nn.Linear: the forward it gets for a step}, for the bf16 linears among ``modules`` on the CPU (else
+    empty): ``_bf16_linear`` with the weight also in oneDNN's packed layout.
 
     With bf16 weights, ``nn.Linear`` is slow for the small products of generation: one row at each step at
     batch 1, a few rows for a batch of texts or a prompt. oneDNN's linear with prepacked weights (the
     operator torch.compile uses on CPUs) computes the same results faster for a few rows; a single row goes
-    to the native kernel where there is one (``_bf16_linear``). The packed copies are made at the first step
-    and kept while the weights are unchanged (same address and in-place version); they take as much memory
-    as the weights."""
+    to the native kernel where there is one. The forwards, and the packed copies in them, are made at the
+    first step and kept while the weight and bias are unchanged (same addresses, same in-place version of
+    the weight); the packed copies take as much memory as the weights."""
     if device.type != "cpu" or not _onednn_bf16():
         return {}
-    packed = {}
-    for module in model.modules():
+    forwards = {}
+    for module in modules:
         if isinstance(module, nn.Linear) and module.weight.dtype == torch.bfloat16:
-            key = (module.weight._version, module.weight.data_ptr())
-            entry = _PACKED.get(module)
+            weight, bias = module.weight, module.bias
+            key = (weight._version, weight.data_ptr(), None if bias is None else bias.data_ptr())
+            entry = _BF16_FORWARDS.get(module)
             if entry is None or entry[0] != key:
-                entry = (key, torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 1))
-                _PACKED[module] = entry
-            packed[module] = entry[1]
-    return packed
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
+                entry = (key, functools.partial(_bf16_linear, weight=weight, bias=bias, packed=packed))
+                _BF16_FORWARDS[module] = entry
+            forwards[module] = entry[1]
+    return forwards
 
 
 def _bf16_linear(x, weight, bias, packed):
@@ -526,44 +533,60 @@ def _bf16_linear(x, weight, bias, packed):
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
+# The two blocks below write into the modules' __dict__ directly: nn.Module's own setattr and delattr first
+# search its tables of parameters, buffers and submodules, and a step would pay that some 300 times.
 @contextlib.contextmanager
-def _use_packed(packed):
-    """Within the block, each nn.Linear in ``packed`` computes with ``_bf16_linear``."""
-    for module, packed_weight in packed.items():
-        module.forward = functools.partial(
-            _bf16_linear, weight=module.weight, bias=module.bias, packed=packed_weight
-        )
+def _use_forwards(forwards):
+    """Within the block, each module in ``forwards`` runs the forward given there instead of its class's."""
+    for module, forward in forwards.items():
+        module.__dict__["forward"] = forward
     try:
         yield
     finally:
-        for module in packed:
-            del module.forward  # back to nn.Linear.forward
+        for module in forwards:
+            module.__dict__.pop("forward", None)  # back to the class's forward
 
 
 @contextlib.contextmanager
-def _use_fused_ops(model, enabled=True):
-    """Within the block, every LayerNorm and GELU of ``model`` computes with PyTorch's one-kernel function
-    (chapter 4's ``fused_ops``): the same function up to float rounding. A decoding step handles one token,
-    so its time goes into the number of operations more than into their size."""
-    modules = [m for m in model.modules() if isinstance(m, (LayerNorm, GELU))] if enabled else []
+def _use_fused_ops(modules):
+    """Within the block, every LayerNorm and GELU among ``modules`` computes with PyTorch's one-kernel
+    function (chapter 4's ``fused_ops``): the same function up to float rounding. A decoding step handles one
+    token, so its time goes into the number of operations more than into their size."""
+    modules = [m for m in modules if isinstance(m, (LayerNorm, GELU))]
     before = [m.fused for m in modules]
     for module in modules:
-        module.fused = True
+        module.__dict__["fused"] = True
     try:
         yield
     finally:
         for module, fused in zip(modules, before, strict=True):
-            module.fused = fused
+            module.__dict__["fused"] = fused
 
 
 @contextlib.contextmanager
 def _fast_step(model, device, enabled=True):
     """What makes a step of generate fast besides the cache (each part does nothing where it does not pay):
     faster kernels for bf16 weights on the CPU, one-kernel LayerNorm and GELU, and no cuDNN attention on
-    CUDA GPUs."""
-    packed = _packed_linears(model, device) if enabled else {}
-    with _use_packed(packed), _use_fused_ops(model, enabled=enabled), _attention_backends(device):
+    CUDA GPUs. ``enabled=False`` (the book's uncached loop) keeps only the last.
+
+    Setting up takes a walk over every module, so generate and generate_batch hold one block over their
+    whole loop, and the blocks of their steps, nested inside, do nothing. generate_stream enters one per
+    step: between steps the caller's code runs, and it sees the model as it is."""
+    if not enabled:
+        with _attention_backends(device):
+            yield
+        return
+    if model in _IN_FAST_STEP:  # an enclosing block has set everything up
         yield
+        return
+    modules = list(model.modules())
+    _IN_FAST_STEP.add(model)
+    try:
+        forwards = _bf16_forwards(modules, device)
+        with _use_forwards(forwards), _use_fused_ops(modules), _attention_backends(device):
+            yield
+    finally:
+        _IN_FAST_STEP.discard(model)
 
 
 @contextlib.contextmanager

@@ -70,8 +70,8 @@ def generation_dtype(device: torch.device | str, precision: str = "auto") -> tor
 
     "fp32" and "bf16" are taken as they are; "auto" is bf16 where the hardware computes it natively (recent
     NVIDIA GPUs, CPUs with AMX or AVX512-BF16), fp32 elsewhere (never fp16: its narrow range can overflow in
-    a model trained in fp32 or bf16). A step of generation reads every weight once, so half the bytes make it up to twice as
-    fast; the text can differ from fp32's where two candidate tokens are almost tied."""
+    a model trained in fp32 or bf16). A step of generation reads every weight once, so half the bytes make
+    it up to twice as fast; the text can differ from fp32's where two candidate tokens are almost tied."""
     if precision not in WEIGHT_PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(WEIGHT_PRECISIONS)}")
     if precision == "auto":

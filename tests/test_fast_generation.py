@@ -229,24 +229,50 @@ def test_batch_argument_errors_and_long_prompts():
 
 
 @pytest.mark.skipif(not pretraining._onednn_bf16(), reason="this CPU or torch build has no oneDNN bf16")
-def test_bf16_packed_weights_compute_like_nn_linear_and_are_put_back():
+def test_bf16_forwards_compute_like_nn_linear_are_kept_and_are_put_back():
     model = tiny_model("sdpa").to(torch.bfloat16)
     ids = random_ids(2, 6)
-    packed = pretraining._packed_linears(model, ids.device)
-    assert len(packed) == 6 * TINY["n_layers"] + 1  # q, k, v, out_proj, ff x 2 per block; out_head
+    forwards = pretraining._bf16_forwards(model.modules(), ids.device)
+    assert len(forwards) == 6 * TINY["n_layers"] + 1  # q, k, v, out_proj, ff x 2 per block; out_head
     with torch.no_grad():
         plain = model(ids)
-        with pretraining._use_packed(packed):
+        with pretraining._use_forwards(forwards):
             fast = model(ids)
     torch.testing.assert_close(fast, plain, atol=0.05, rtol=0.02)
     assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward again
-    assert pretraining._packed_linears(model, ids.device)[model.out_head] is packed[model.out_head]  # kept
+    again = pretraining._bf16_forwards(model.modules(), ids.device)
+    assert again[model.out_head] is forwards[model.out_head]  # kept, with its packed weight
     with torch.no_grad():
         model.out_head.weight.mul_(2)  # changed weights are packed again
-    assert pretraining._packed_linears(model, ids.device)[model.out_head] is not packed[model.out_head]
+    again = pretraining._bf16_forwards(model.modules(), ids.device)
+    assert again[model.out_head] is not forwards[model.out_head]
+    first_ff = model.trf_blocks[0].ff.layers[0]
+    assert again[first_ff] is forwards[first_ff]  # the others stay as they were
     out = generate(model, ids, 20, 16)
     assert out.shape == (2, 26)
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_generate_sets_the_fast_step_up_once_and_leaves_the_model_as_it_was(monkeypatch):
+    model = tiny_model("sdpa")
+    setups = []
+    walk = pretraining._use_fused_ops
+
+    def counted(modules):
+        setups.append(1)
+        return walk(modules)
+
+    monkeypatch.setattr(pretraining, "_use_fused_ops", counted)
+    generate(model, random_ids(1, 3), 6, 16)
+    assert len(setups) == 1  # for generate's whole loop, not at each of its 6 steps
+    generate_batch(model, [[1, 2], [3]], 4, 16)
+    assert len(setups) == 2
+    steps = generate_stream(model, random_ids(1, 3), 4, 16)
+    next(steps)
+    assert not any(m.fused for m in model.modules() if hasattr(m, "fused"))  # between steps: as it was
+    list(steps)
+    assert len(setups) == 2 + 4  # streaming: one per step
+    assert len(pretraining._IN_FAST_STEP) == 0
 
 
 # --- the fixed-shape step (recorded as a CUDA graph on GPUs) ----------------------------------------------
