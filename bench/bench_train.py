@@ -30,6 +30,8 @@ learns what fp32 learns.
     python bench/bench_train.py                     # 124M, context 256, batch 2, 30 rounds: ~5 min, 2 cores
     python bench/bench_train.py --compile           # adds torch.compile variants
     python bench/bench_train.py --device cuda --batch 16 --context 1024 --compile
+    python bench/bench_train.py --device cuda --batch 16 --context 1024 --compile \
+        --compile-mode max-autotune-no-cudagraphs --only "book fp32,fast compiled,hf compiled"
     python bench/bench_train.py --layers 2 --rounds 3   # a quick smoke run
     python bench/bench_train.py --only "book fp32,fast,hf"  # only the variants whose names start so
 
@@ -124,6 +126,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="training steps per variant (timed, median)")
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--compile", action="store_true", help="add torch.compile variants")
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=("default", "max-autotune-no-cudagraphs", "max-autotune"),
+        help="torch.compile's mode for every compiled variant, ours and GPT2LMHeadModel alike",
+    )
     parser.add_argument("--no-hf", action="store_true", help="leave out transformers' GPT2LMHeadModel")
     parser.add_argument("--device", help="cpu, cuda, ... (default: shared.device.get_device())")
     parser.add_argument("--memory-reuse", choices=("fast", "all", "none"), default="fast")
@@ -143,6 +151,7 @@ def main() -> None:
         f"{args.model}, n_layers {cfg['n_layers']}, batch {args.batch} x {args.context} tokens, "
         f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, fast: {low}, "
         f"memory reuse: {args.memory_reuse}"
+        + (f", compile mode: {args.compile_mode}" if args.compile else "")
     )
     if device.type == "cpu":
         print(f"CPU has native bf16 (AMX or AVX512-BF16): {cpu_has_fast_bf16()}")
@@ -163,7 +172,11 @@ def main() -> None:
 
         def build():
             model = model_fn()
-            return model, optimizer_fn(model), torch.compile(model) if compiled else model
+            return (
+                model,
+                optimizer_fn(model),
+                torch.compile(model, mode=args.compile_mode) if compiled else model,
+            )
 
         return build
 
