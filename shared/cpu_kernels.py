@@ -70,19 +70,19 @@ def _compile(source: Path) -> Path:
     if library.exists():
         return library
     library.parent.mkdir(parents=True, exist_ok=True)
-    partial = library.with_name(f"{library.name}.{os.getpid()}.partial")
+    unfinished = library.with_name(f"{library.name}.{os.getpid()}.partial")
     try:
         result = subprocess.run(
-            [compiler, *COMPILE_FLAGS, str(source), "-o", str(partial)],
+            [compiler, *COMPILE_FLAGS, str(source), "-o", str(unfinished)],
             capture_output=True,
             text=True,
             timeout=300,
         )
         if result.returncode != 0:
             raise OSError(f"{Path(compiler).name} could not build {source.name}{_first_error(result.stderr)}")
-        os.replace(partial, library)
+        os.replace(unfinished, library)
     finally:
-        partial.unlink(missing_ok=True)
+        unfinished.unlink(missing_ok=True)
     return library
 
 
