@@ -12,9 +12,12 @@ Variants (all start from the same weights where the architecture allows, dropout
   fast tied           the same as fast with tie_weights=True (one 50257 x 768 matrix for input and output)
   fast padded vocab   the same with padded_vocab_size=50304: the output layer computes 50304 = 393 x 128
                       scores and the model returns GPT-2's 50257 (chapter 4's option)
-  fast compiled       the same as fast, through torch.compile (only with --compile: compiling takes minutes)
+  fast compiled       the same as fast, its forward pass and loss through torch.compile, as
+                      train_model(compile_model=True) compiles them (only with --compile: compiling takes
+                      minutes)
   ... padded vocab    the same, padded as above
-  hf <precision>      GPT2LMHeadModel with SDPA, bf16 autocast (and fp32), fused AdamW
+  hf <precision>      GPT2LMHeadModel with SDPA, bf16 autocast (and fp32), fused AdamW; "hf compiled" has its
+                      forward pass and the same loss compiled together, as ours
 
 --memory-reuse says which variants run inside cpu_memory_reuse: "fast" (ours, as train_model does; the
 default), "all" (every variant: compares the models alone) or "none".
@@ -51,31 +54,30 @@ import time
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 from timing import sync
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
 from ch05_pretraining.pretrain import fast_attention
-from ch05_pretraining.pretraining import create_train_val_loaders
+from ch05_pretraining.pretraining import calc_loss_batch, create_train_val_loaders
 from ch05_pretraining.training_extras import autocast_context, create_optimizer, resolve_precision
 from shared.data import fetch, gpt2_encoding
 from shared.device import cpu_has_fast_bf16, cpu_memory_reuse, get_device
 
 
 class Variant:
-    def __init__(self, name, build, precision, device, hf=False):
+    def __init__(self, name, build, precision, device):
         self.name, self.build = name, build
-        self.precision, self.device, self.hf = precision, device, hf
-        self.model = self.optimizer = self.step_fn = None
+        self.precision, self.device = precision, device
+        self.model = self.optimizer = self.loss_fn = None
         self.memory_reuse = False
         self.times: list[float] = []
         self.loss = float("nan")
 
     def setup(self):
-        self.model, self.optimizer, self.step_fn = self.build()
+        self.model, self.optimizer, self.loss_fn = self.build()
 
     def release(self):
-        self.model = self.optimizer = self.step_fn = None
+        self.model = self.optimizer = self.loss_fn = None
 
     def memory(self):
         """This variant's memory setting (entering it again inside a block that has it changes nothing)."""
@@ -87,9 +89,7 @@ class Variant:
         with self.memory():
             self.optimizer.zero_grad(set_to_none=True)
             with autocast_context(self.precision, self.device):
-                out = self.step_fn(x)
-                logits = out.logits if self.hf else out
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+                loss = self.loss_fn(x, y)
             loss.backward()
             self.optimizer.step()
             self.loss = loss.item()  # also waits for the step to finish
@@ -166,17 +166,22 @@ def main() -> None:
     fast_attn = fast_attention(device)  # what the pretraining command picks
     other_attn = "sdpa" if fast_attn == "explicit" else "explicit"
 
-    def make(model_fn, optimizer_fn=lambda m: create_optimizer(m, args.lr), compiled=False):
-        """What builds a variant's model and optimizer: in --order blocks each variant exists only while it
-        runs (six GPT-2 models with their gradients and AdamW states would take about 16 GB)."""
+    def make(model_fn, optimizer_fn=lambda m: create_optimizer(m, args.lr), compiled=False, hf=False):
+        """What builds a variant's model, optimizer and loss function: in --order blocks each variant exists
+        only while it runs (six GPT-2 models with their gradients and AdamW states would take about 16 GB).
+        Every variant computes the loss with the training loop's calc_loss_batch; a compiled variant has
+        its forward pass and loss compiled together, as train_model(compile_model=True) has."""
 
         def build():
             model = model_fn()
-            return (
-                model,
-                optimizer_fn(model),
-                torch.compile(model, mode=args.compile_mode) if compiled else model,
-            )
+            forward = (lambda ids: model(ids, use_cache=False).logits) if hf else model
+
+            def loss_fn(x, y):
+                return calc_loss_batch(x, y, forward, device)
+
+            if compiled:
+                loss_fn = torch.compile(loss_fn, mode=args.compile_mode)
+            return model, optimizer_fn(model), loss_fn
 
         return build
 
@@ -200,12 +205,11 @@ def main() -> None:
         variants.append(Variant(f"fast compiled padded vocab ({low})", padded, low, device))
     if not args.no_hf:
         for precision in (low, "fp32"):
-            variants.append(
-                Variant(f"hf {precision}", make(lambda: hf_model(cfg, device)), precision, device, True)
-            )
+            hf = make(lambda: hf_model(cfg, device), hf=True)
+            variants.append(Variant(f"hf {precision}", hf, precision, device))
             if args.compile and precision == low:
-                hf_c = make(lambda: hf_model(cfg, device), compiled=True)
-                variants.append(Variant(f"hf compiled {precision}", hf_c, precision, device, True))
+                hf_c = make(lambda: hf_model(cfg, device), compiled=True, hf=True)
+                variants.append(Variant(f"hf compiled {precision}", hf_c, precision, device))
 
     if args.only:
         prefixes = tuple(p.strip() for p in args.only.split(",") if p.strip())

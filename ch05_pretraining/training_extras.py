@@ -158,7 +158,7 @@ def train_model(
     - ``grad_accum_steps``: add up the gradients of this many batches before each optimizer step, which
       then sees one batch of ``grad_accum_steps`` times the loader's batch size. Steps and warmup count
       optimizer steps; the batches of an epoch that do not fill a step are left out.
-    - ``compile_model``: run the training steps through ``torch.compile``.
+    - ``compile_model``: run the training steps (the forward pass and the loss) through ``torch.compile``.
     - ``grad_norms``: a list that receives the gradient norm of every step, measured before clipping.
     - ``checkpoint_dir``, ``checkpoint_every``, ``resume``, ``max_steps``, ``progress``: as in
       train_model_simple (a single-process run resumes exactly).
@@ -229,8 +229,10 @@ def train_model(
         )
         ddp = DistributedDataParallel(model, device_ids=device_ids, **no_buffer_sync)
         step_model = ddp
-    if compile_model:
-        step_model = torch.compile(step_model)
+    # Compiled, the loss goes through torch.compile together with the forward pass: eagerly, the
+    # cross-entropy turns the (batch x tokens x 50,257) scores into fp32 copies that are written and read
+    # again several times, forward and backward; compiled, each way is one pass over the scores.
+    batch_loss = torch.compile(calc_loss_batch) if compile_model else calc_loss_batch
 
     def save(epoch, batch_in_epoch, epoch_rng):
         if not is_main:
@@ -303,7 +305,7 @@ def train_model(
                     last_micro = micro_step == grad_accum_steps - 1
                     with nullcontext() if ddp is None or last_micro else ddp.no_sync():
                         with autocast_context(precision, device):
-                            loss = calc_loss_batch(input_batch, target_batch, step_model, device)
+                            loss = batch_loss(input_batch, target_batch, step_model, device)
                             loss = loss / grad_accum_steps  # the mean over all the step's batches
                         (loss if scaler is None else scaler.scale(loss)).backward()
                     step_loss += loss.detach()

@@ -213,3 +213,37 @@ def test_the_book_defaults_match_a_hand_written_loop(loaders):
         ref_optimizer.step()
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+
+def test_compiled_training_steps_match_eager_ones(loaders, monkeypatch):
+    """compile_model=True compiles each step's forward pass and loss together: the same training, fused."""
+    from torch._inductor.compile_fx import compile_fx
+
+    graphs = []  # what torch.compile hands its backend, inductor, to turn into kernels
+    real_compile = torch.compile
+
+    def recording_compile(fn, **options):
+        def backend(graph_module, example_inputs):
+            graphs.append(graph_module)
+            return compile_fx(graph_module, example_inputs)
+
+        return real_compile(fn, backend=backend, **options)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    results = {}
+    for compiled in (False, True):
+        model = new_model()
+        optimizer = create_optimizer(model, lr=1e-3)
+        norms = []
+        losses = run(model, optimizer, *loaders, max_steps=3, compile_model=compiled, grad_norms=norms)
+        results[compiled] = model, losses, norms
+    compiled_calls = {str(node.target) for graph in graphs for node in graph.graph.nodes}
+    assert any("cross_entropy" in name for name in compiled_calls)  # the loss is compiled
+    assert any("linear" in name for name in compiled_calls)  # and so is the model
+    (eager, eager_losses, eager_norms), (compiled, compiled_losses, compiled_norms) = results.values()
+    assert compiled_losses[0] == pytest.approx(eager_losses[0], abs=1e-4)  # training losses
+    assert compiled_losses[1] == pytest.approx(eager_losses[1], abs=1e-4)  # validation losses
+    assert compiled_norms == pytest.approx(eager_norms, rel=1e-3)
+    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
