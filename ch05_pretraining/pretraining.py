@@ -209,28 +209,17 @@ def train_model_simple(
         saved = load_checkpoint(checkpoint_dir, model, optimizer)
         train_losses, val_losses = saved["train_losses"], saved["val_losses"]
         track_tokens_seen, tokens_seen = saved["track_tokens_seen"], saved["tokens_seen"]
-        global_step, start_epoch, skip_batches = saved["step"], saved["epoch"], saved["batch_in_epoch"]
-        if skip_batches >= len(train_loader):  # the checkpoint ended an epoch
-            start_epoch, skip_batches = start_epoch + 1, 0
+        global_step = saved["step"]
+        start_epoch, skip_batches = _resume_position(saved, len(train_loader))
 
     def save(epoch, batch_in_epoch, epoch_rng):
-        state = {
-            "step": global_step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "tokens_seen": tokens_seen,
-            "train_losses": train_losses,
-            "val_losses": val_losses,
-            "track_tokens_seen": track_tokens_seen,
-            "rng": {**_rng_states(), "epoch_start_torch": epoch_rng},
-        }
+        state = _training_state(
+            global_step, epoch, batch_in_epoch, epoch_rng, tokens_seen, train_losses, val_losses,
+            track_tokens_seen,
+        )  # fmt: skip
         save_checkpoint(checkpoint_dir, model, optimizer, state)
 
-    def report(text):
-        if progress and "ipykernel" not in sys.modules:
-            tqdm.write(text)  # in a terminal: print above the progress bar instead of through it
-        else:
-            print(text)  # in Jupyter the bar (stderr) and the text (stdout) have separate output areas
+    report = _training_printer(progress)
 
     bar = tqdm(
         total=num_epochs * len(train_loader), initial=global_step + 1, desc="training", disable=not progress
@@ -276,6 +265,39 @@ def train_model_simple(
             generate_and_print_sample(model, tokenizer, device, start_context, print_fn=report)
     bar.close()
     return train_losses, val_losses, track_tokens_seen
+
+
+def _training_printer(progress):
+    """What a training loop prints its lines with: in a terminal with a progress bar, tqdm.write, which
+    prints above the bar instead of through it; in Jupyter, print (the bar goes to stderr and the text to
+    stdout, which have separate output areas there)."""
+    return tqdm.write if progress and "ipykernel" not in sys.modules else print
+
+
+def _training_state(
+    step, epoch, batch_in_epoch, epoch_rng, tokens_seen, train_losses, val_losses, track_tokens_seen
+):
+    """The training state a checkpoint keeps beside the weights: where the run is (the optimizer step, the
+    epoch, the batches of that epoch done), what it has recorded, and the state of every random generator
+    (with the one the epoch started from, which _epoch_batches needs to replay the epoch's shuffle)."""
+    return {
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "tokens_seen": tokens_seen,
+        "train_losses": train_losses,
+        "val_losses": val_losses,
+        "track_tokens_seen": track_tokens_seen,
+        "rng": {**_rng_states(), "epoch_start_torch": epoch_rng},
+    }
+
+
+def _resume_position(saved, batches_per_epoch):
+    """(epoch, batches to skip in it) where a run goes on from a checkpoint's training state ``saved``; a
+    checkpoint saved after an epoch's last batch goes on at the start of the next epoch."""
+    if saved["batch_in_epoch"] >= batches_per_epoch:
+        return saved["epoch"] + 1, 0
+    return saved["epoch"], saved["batch_in_epoch"]
 
 
 def _epoch_batches(train_loader, saved, skip_batches):
@@ -376,7 +398,8 @@ def generate(
     same tokens one step at a time; generate_batch takes prompts of different lengths."""
     idx = _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k)
     steps = _generation_steps(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
-    with _fast_step(model, idx.device, enabled=use_cache):  # set up once for all the steps
+    batched = idx.shape[0] > 1
+    with _fast_step(model, idx.device, enabled=use_cache, batched=batched):  # once for all the steps
         return torch.cat([idx, *steps], dim=1)
 
 
@@ -420,7 +443,7 @@ def generate_batch(
     padded = torch.stack([F.pad(row, (width - row.numel(), 0)) for row in rows])  # padding id 0: any will do
     idx = _check_generate_args(model, padded, max_new_tokens, context_size, temperature, top_k)
     args = (max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
-    with _fast_step(model, idx.device):  # set up once for all the steps
+    with _fast_step(model, idx.device, batched=len(rows) > 1):  # set up once for all the steps
         new = torch.cat([idx[:, :0], *_generation_steps(model, idx, *args, pad=pad)], dim=1)
     results = []
     for row, prompt in zip(new, rows, strict=True):
@@ -465,7 +488,7 @@ def _generation_steps(
             if in_window and 0 < kv_cache.num_tokens == idx.shape[1] - 1:  # one token the cache lacks
                 logits = graph_step(idx[:, -1:])  # recorded with _fast_step's settings
             else:  # the prompt, or a window that has slid: one pass over every token the cache lacks
-                with _fast_step(model, idx.device, enabled=use_cache):
+                with _fast_step(model, idx.device, enabled=use_cache, batched=idx.shape[0] > 1):
                     logits = _next_token_logits(model, idx, context_size, kv_cache)
             idx_next = sample_next_token(logits, temperature, top_k)
             if eos_id is not None:
@@ -492,26 +515,29 @@ def _onednn_bf16():
         return False
 
 
-def _bf16_forwards(modules, device):
+def _bf16_forwards(modules, device, batched=False):
     """{nn.Linear: the forward it gets for a step}, for the bf16 linears among ``modules`` on the CPU (else
-    empty): ``_bf16_linear`` with the weight also in oneDNN's packed layout.
+    empty): ``_bf16_linear``, with the weight also in oneDNN's packed layout where that pays.
 
     With bf16 weights, ``nn.Linear`` is slow for the small products of generation: one row at each step at
-    batch 1, a few rows for a batch of texts or a prompt. oneDNN's linear with prepacked weights (the
-    operator torch.compile uses on CPUs) computes the same results faster for a few rows; a single row goes
-    to the native kernel where there is one. The forwards, and the packed copies in them, are made at the
-    first step and kept while the weight and bias are unchanged (same addresses, same in-place version of
-    the weight); the packed copies take as much memory as the weights."""
+    batch 1, a few rows at each step for a batch of texts. A single row goes to the native kernel where
+    there is one. oneDNN's linear with prepacked weights (the operator torch.compile uses on CPUs) computes
+    the few rows of a batch faster, and single rows where there is no kernel. A packed copy takes as much
+    memory as its weight, so it is made only for ``batched`` steps (several texts at once) or where the
+    kernel is missing; at batch 1 with the kernel, only the prompt has several rows, and it goes through
+    nn.Linear's product. The forwards are made at the first step and kept while the weight and bias are
+    unchanged (same addresses, same in-place version of the weight)."""
     if device.type != "cpu" or not _onednn_bf16():
         return {}
+    pack = batched or bf16_gemv() is None
     forwards = {}
     for module in modules:
         if isinstance(module, nn.Linear) and module.weight.dtype == torch.bfloat16:
             weight, bias = module.weight, module.bias
             key = (weight._version, weight.data_ptr(), None if bias is None else bias.data_ptr())
             entry = _BF16_FORWARDS.get(module)
-            if entry is None or entry[0] != key:
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
+            if entry is None or entry[0] != key or (pack and entry[1].keywords["packed"] is None):
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1) if pack else None
                 entry = (key, functools.partial(_bf16_linear, weight=weight, bias=bias, packed=packed))
                 _BF16_FORWARDS[module] = entry
             forwards[module] = entry[1]
@@ -524,12 +550,15 @@ def _bf16_linear(x, weight, bias, packed):
     One row (a decoding step at batch 1) goes through the course's native kernel (shared/cpu_kernels.py):
     PyTorch's bf16 kernels read the weights for that shape at about half the speed of memory, so bf16 gained
     little over fp32 though it reads half the bytes. Several rows, or a CPU or system without the kernel,
-    go through oneDNN with the packed weight. Neither is seen by autograd: with gradients on (outside
-    generate), it is nn.Linear's own product."""
+    go through oneDNN with the ``packed`` weight, or through nn.Linear's product when there is none (a
+    prompt at batch 1). Neither kernel is seen by autograd: with gradients on (outside generate), it is
+    nn.Linear's own product."""
     if torch.is_grad_enabled():
         return F.linear(x, weight, bias)
     if x.numel() == weight.shape[1] and x.is_contiguous() and weight.is_contiguous() and bf16_gemv():
         return bf16_linear_one_row(x, weight, bias)
+    if packed is None:
+        return F.linear(x, weight, bias)
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
@@ -564,10 +593,11 @@ def _use_fused_ops(modules):
 
 
 @contextlib.contextmanager
-def _fast_step(model, device, enabled=True):
+def _fast_step(model, device, enabled=True, batched=False):
     """What makes a step of generate fast besides the cache (each part does nothing where it does not pay):
     faster kernels for bf16 weights on the CPU, one-kernel LayerNorm and GELU, and no cuDNN attention on
-    CUDA GPUs. ``enabled=False`` (the book's uncached loop) keeps only the last.
+    CUDA GPUs. ``enabled=False`` (the book's uncached loop) keeps only the last. ``batched``: the steps
+    decode several texts at once (see _bf16_forwards).
 
     Setting up takes a walk over every module, so generate and generate_batch hold one block over their
     whole loop, and the blocks of their steps, nested inside, do nothing. generate_stream enters one per
@@ -582,7 +612,7 @@ def _fast_step(model, device, enabled=True):
     modules = list(model.modules())
     _IN_FAST_STEP.add(model)
     try:
-        forwards = _bf16_forwards(modules, device)
+        forwards = _bf16_forwards(modules, device, batched)
         with _use_forwards(forwards), _use_fused_ops(modules), _attention_backends(device):
             yield
     finally:

@@ -5,7 +5,6 @@ Edit the notebook cell marked `#| export` instead, then run `python -m shared.ex
 
 import inspect
 import math
-import sys
 import time
 from contextlib import nullcontext
 
@@ -18,7 +17,9 @@ from tqdm import tqdm
 from ch05_pretraining.pretraining import (
     _epoch_batches,
     _positive_int,
-    _rng_states,
+    _resume_position,
+    _training_printer,
+    _training_state,
     calc_loss_batch,
     calc_loss_loader,
     generate_and_print_sample,
@@ -206,12 +207,11 @@ def train_model(
         saved = load_checkpoint(checkpoint_dir, model, optimizer)
         train_losses, val_losses = saved["train_losses"], saved["val_losses"]
         track_tokens_seen, tokens_seen = saved["track_tokens_seen"], saved["tokens_seen"]
+        global_step = saved["step"]
         track_lrs, norms, peak_lr = saved["track_lrs"], saved["grad_norms"], saved["peak_lr"]
-        global_step, start_epoch, skip_batches = saved["step"], saved["epoch"], saved["batch_in_epoch"]
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
-        if skip_batches >= steps_per_epoch * grad_accum_steps:  # the checkpoint ended an epoch
-            start_epoch, skip_batches = start_epoch + 1, 0
+        start_epoch, skip_batches = _resume_position(saved, steps_per_epoch * grad_accum_steps)
 
     # What runs the training steps: the model itself, or wrappers around the same parameters.
     step_model = model
@@ -237,29 +237,19 @@ def train_model(
     def save(epoch, batch_in_epoch, epoch_rng):
         if not is_main:
             return
-        state = {
-            "step": global_step,
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "tokens_seen": tokens_seen,
-            "train_losses": train_losses,
-            "val_losses": val_losses,
-            "track_tokens_seen": track_tokens_seen,
-            "track_lrs": track_lrs,
-            "grad_norms": norms,
-            "peak_lr": peak_lr,
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "rng": {**_rng_states(), "epoch_start_torch": epoch_rng},
-        }
+        state = _training_state(
+            global_step, epoch, batch_in_epoch, epoch_rng, tokens_seen, train_losses, val_losses,
+            track_tokens_seen,
+        )  # fmt: skip
+        state.update(
+            track_lrs=track_lrs,
+            grad_norms=norms,
+            peak_lr=peak_lr,
+            scaler=scaler.state_dict() if scaler is not None else {},
+        )
         save_checkpoint(checkpoint_dir, model, optimizer, state)
 
-    def report(text):
-        if not is_main:
-            return
-        if progress and "ipykernel" not in sys.modules:
-            tqdm.write(text)  # in a terminal: print above the progress bar instead of through it
-        else:
-            print(text)
+    report = _training_printer(progress) if is_main else lambda text: None
 
     def evaluate():
         was_training = model.training

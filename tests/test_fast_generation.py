@@ -15,6 +15,7 @@ import torch
 from ch04_gpt.gpt import GPTModel, StaticKVCache, generate_text_simple, get_gpt_config
 from ch05_pretraining import pretraining
 from ch05_pretraining.pretraining import generate, generate_batch, generate_stream
+from shared.cpu_kernels import bf16_gemv
 
 TINY = get_gpt_config(
     "124M", vocab_size=100, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.1
@@ -232,8 +233,9 @@ def test_batch_argument_errors_and_long_prompts():
 def test_bf16_forwards_compute_like_nn_linear_are_kept_and_are_put_back():
     model = tiny_model("sdpa").to(torch.bfloat16)
     ids = random_ids(2, 6)
-    forwards = pretraining._bf16_forwards(model.modules(), ids.device)
+    forwards = pretraining._bf16_forwards(model.modules(), ids.device, batched=True)
     assert len(forwards) == 6 * TINY["n_layers"] + 1  # q, k, v, out_proj, ff x 2 per block; out_head
+    assert all(f.keywords["packed"] is not None for f in forwards.values())  # a batch: packed weights
     with torch.no_grad():
         plain = model(ids)
         with pretraining._use_forwards(forwards):
@@ -244,13 +246,30 @@ def test_bf16_forwards_compute_like_nn_linear_are_kept_and_are_put_back():
     assert again[model.out_head] is forwards[model.out_head]  # kept, with its packed weight
     with torch.no_grad():
         model.out_head.weight.mul_(2)  # changed weights are packed again
-    again = pretraining._bf16_forwards(model.modules(), ids.device)
+    again = pretraining._bf16_forwards(model.modules(), ids.device, batched=True)
     assert again[model.out_head] is not forwards[model.out_head]
     first_ff = model.trf_blocks[0].ff.layers[0]
     assert again[first_ff] is forwards[first_ff]  # the others stay as they were
     out = generate(model, ids, 20, 16)
     assert out.shape == (2, 26)
     assert not any("forward" in vars(m) for m in model.modules())
+
+
+@pytest.mark.skipif(not pretraining._onednn_bf16(), reason="this CPU or torch build has no oneDNN bf16")
+def test_bf16_weights_are_packed_only_for_batches_where_the_kernel_runs():
+    """A packed copy doubles the weights' memory: at batch 1 the native kernel and the plain product do
+    without it; a batch of texts gets it (and so does batch 1 where there is no kernel)."""
+    model = tiny_model("sdpa").to(torch.bfloat16)
+    ids = random_ids(1, 6)
+
+    def packed_copies():
+        entries = [pretraining._BF16_FORWARDS.get(m) for m in model.modules()]
+        return sum(e is not None and e[1].keywords["packed"] is not None for e in entries)
+
+    assert generate(model, ids, 5, 16).shape == (1, 11)
+    assert packed_copies() == (0 if bf16_gemv() else 6 * TINY["n_layers"] + 1)
+    assert [len(row) for row in generate_batch(model, [ids[0], ids[0, :4]], 5, 16)] == [11, 9]
+    assert packed_copies() == 6 * TINY["n_layers"] + 1
 
 
 def test_generate_sets_the_fast_step_up_once_and_leaves_the_model_as_it_was(monkeypatch):

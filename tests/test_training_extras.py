@@ -215,7 +215,6 @@ def test_the_book_defaults_match_a_hand_written_loop(loaders):
         torch.testing.assert_close(a, b)
 
 
-
 def test_compiled_training_steps_match_eager_ones(loaders, monkeypatch):
     """compile_model=True compiles each step's forward pass and loss together: the same training, fused."""
     from torch._inductor.compile_fx import compile_fx
