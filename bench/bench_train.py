@@ -129,8 +129,9 @@ def main() -> None:
     parser.add_argument(
         "--compile-mode",
         default="default",
-        choices=("default", "max-autotune-no-cudagraphs", "max-autotune"),
-        help="torch.compile's mode for every compiled variant, ours and GPT2LMHeadModel alike",
+        choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
+        help="torch.compile's mode for every compiled variant, ours and GPT2LMHeadModel alike "
+        "(reduce-overhead and max-autotune replay each step as CUDA graphs on GPUs)",
     )
     parser.add_argument("--no-hf", action="store_true", help="leave out transformers' GPT2LMHeadModel")
     parser.add_argument("--device", help="cpu, cuda, ... (default: shared.device.get_device())")

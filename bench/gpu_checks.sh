@@ -7,7 +7,7 @@
 #
 #     LLMFS_DATA_MIRROR=/path/to/data bash bench/gpu_checks.sh            # about 6 minutes on an H100
 #     PARTS="generate-1 train" bash bench/gpu_checks.sh                 # some parts only
-#     PARTS="train-autotune" bash bench/gpu_checks.sh    # not by default: torch.compile's max-autotune
+#     PARTS="train-autotune train-graphs" bash bench/gpu_checks.sh   # not by default: other compile modes
 set -u
 cd "$(dirname "$0")/.."
 LOGS=${LOGS:-gpu-logs}
@@ -38,6 +38,9 @@ part generate-1 240 python3 bench/bench_generate.py --device cuda --reps 3
 part generate-8 180 python3 bench/bench_generate.py --device cuda --batch 8 --reps 3 --no-simple
 part train 380 python3 bench/bench_train.py --device cuda --batch 16 --context 1024 --rounds 12 --compile \
     --only "book fp32,fast (,fast compiled,hf"
-# issue 10's open question: does autotuning the compiled matrix products reach 1.3x GPT2LMHeadModel?
+# issue 10's open question: do autotuned matrix products, or steps replayed as CUDA graphs, reach 1.3x
+# GPT2LMHeadModel compiled the same way?
 part train-autotune 560 python3 bench/bench_train.py --device cuda --batch 16 --context 1024 --rounds 12 \
     --compile --compile-mode max-autotune-no-cudagraphs --only "book fp32,fast compiled,hf compiled"
+part train-graphs 380 python3 bench/bench_train.py --device cuda --batch 16 --context 1024 --rounds 12 \
+    --compile --compile-mode reduce-overhead --only "book fp32,fast compiled,hf compiled"
