@@ -27,7 +27,7 @@ from ch05_pretraining.pretraining import (
     token_ids_to_text,
 )
 from shared.data import gpt2_encoding
-from shared.device import WEIGHT_PRECISION_HELP, WEIGHT_PRECISIONS, generation_dtype, get_device
+from shared.device import add_precision_option, generation_dtype, get_device
 
 END_OF_TEXT = 50256  # GPT-2's <|endoftext|>
 
@@ -50,12 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--stop-at-eos", action="store_true", help="stop at GPT-2's <|endoftext|> token")
     p.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    p.add_argument(
-        "--precision",
-        choices=WEIGHT_PRECISIONS,
-        default="auto",
-        help=WEIGHT_PRECISION_HELP,
-    )
+    add_precision_option(p)
     return p
 
 

@@ -20,7 +20,7 @@ from ch04_gpt.gpt import GPTModel
 from ch05_pretraining.pretraining import load_checkpoint, load_pretrained_gpt2, read_checkpoint_config
 from ch07_instruct.instruct import PROMPT_STYLES, stream_response
 from shared.data import gpt2_encoding
-from shared.device import WEIGHT_PRECISION_HELP, WEIGHT_PRECISIONS, generation_dtype, get_device
+from shared.device import add_precision_option, generation_dtype, get_device
 
 INPUT_SEPARATOR = " | "
 EXIT_WORDS = ("exit", "quit")
@@ -105,12 +105,7 @@ def main(argv=None):
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens only")
     parser.add_argument("--seed", type=int, default=123, help="random seed, for sampling (123)")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the fastest available)")
-    parser.add_argument(
-        "--precision",
-        choices=WEIGHT_PRECISIONS,
-        default="auto",
-        help=WEIGHT_PRECISION_HELP,
-    )
+    add_precision_option(parser)
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1:
         parser.error("--max-new-tokens must be at least 1")

@@ -60,9 +60,16 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype:
 
 
 WEIGHT_PRECISIONS = ("auto", "fp32", "bf16")
-WEIGHT_PRECISION_HELP = (  # the commands' --precision
-    "the weights' precision; auto: bf16 where the device computes it natively (up to twice as fast)"
-)
+
+
+def add_precision_option(parser) -> None:
+    """The generating commands' ``--precision`` option (an argparse parser's), read by generation_dtype."""
+    parser.add_argument(
+        "--precision",
+        choices=WEIGHT_PRECISIONS,
+        default="auto",
+        help="the weights' precision; auto: bf16 where the device computes it natively (up to twice as fast)",
+    )
 
 
 def generation_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype:
