@@ -6,6 +6,7 @@ Edit the notebook cell marked `#| export` instead, then run `python -m shared.ex
 import contextlib
 import functools
 import json
+import math
 import os
 import random
 import sys
@@ -225,7 +226,7 @@ def train_model_simple(
         total=num_epochs * len(train_loader), initial=global_step + 1, desc="training", disable=not progress
     )
     model.train()
-    start_time, start_tokens = time.perf_counter(), tokens_seen
+    readout = _BarReadout(bar, "tokens_per_s", tokens_seen)
     stop = max_steps is not None and global_step + 1 >= max_steps
     for epoch in range(start_epoch, num_epochs):
         if stop:
@@ -241,9 +242,7 @@ def train_model_simple(
             tokens_seen += input_batch.numel()
             global_step += 1
             bar.update(1)
-            if progress:
-                speed = (tokens_seen - start_tokens) / (time.perf_counter() - start_time)
-                bar.set_postfix(loss=f"{loss.item():.3f}", tokens_per_s=f"{speed:,.0f}", refresh=False)
+            readout.show(loss, tokens_seen)
 
             if global_step % eval_freq == 0:
                 train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
@@ -272,6 +271,28 @@ def _training_printer(progress):
     prints above the bar instead of through it; in Jupyter, print (the bar goes to stderr and the text to
     stdout, which have separate output areas there)."""
     return tqdm.write if progress and "ipykernel" not in sys.modules else print
+
+
+class _BarReadout:
+    """The loss and the speed on a training loop's progress bar, read at most once every ``interval``
+    seconds. Reading a number off a GPU (``loss.item()``) waits until the GPU has run every step queued
+    so far; doing it at every step would leave the GPU idle while the CPU queues up the next one."""
+
+    def __init__(self, bar, speed_name, count=0, interval=1.0):
+        self.bar, self.speed_name, self.interval = bar, speed_name, interval
+        self.start_time, self.start_count = time.perf_counter(), count
+        self.shown_at = -math.inf
+
+    def show(self, loss, count):
+        """Put ``loss`` and the speed since the start (``count`` tokens or examples seen) on the bar, if
+        ``interval`` seconds have passed since the last time."""
+        if self.bar.disable or time.perf_counter() - self.shown_at < self.interval:
+            return
+        loss = float(loss)  # waits for the step to finish, so the time below counts all of its work
+        self.shown_at = time.perf_counter()
+        speed = (count - self.start_count) / (self.shown_at - self.start_time)
+        speed_text = f"{speed:,.0f}" if speed >= 100 else f"{speed:.1f}"
+        self.bar.set_postfix({"loss": f"{loss:.3f}", self.speed_name: speed_text}, refresh=False)
 
 
 def _training_state(

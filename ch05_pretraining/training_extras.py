@@ -5,7 +5,6 @@ Edit the notebook cell marked `#| export` instead, then run `python -m shared.ex
 
 import inspect
 import math
-import time
 from contextlib import nullcontext
 
 import torch
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ch05_pretraining.pretraining import (
+    _BarReadout,
     _epoch_batches,
     _positive_int,
     _resume_position,
@@ -268,7 +268,7 @@ def train_model(
     # gradient); on the CPU their memory is kept for reuse (see shared.device.cpu_memory_reuse).
     with cpu_memory_reuse() if device.type == "cpu" else nullcontext():
         model.train()
-        start_time, start_tokens = time.perf_counter(), tokens_seen
+        readout = _BarReadout(bar, "tokens_per_s", tokens_seen)
         stop = max_steps is not None and global_step + 1 >= max_steps
         for epoch in range(start_epoch, n_epochs):
             if stop:
@@ -316,11 +316,7 @@ def train_model(
                 else:
                     optimizer.step()
                 bar.update(1)
-                if progress and is_main:
-                    speed = (tokens_seen - start_tokens) / (time.perf_counter() - start_time)
-                    bar.set_postfix(
-                        loss=f"{float(step_loss):.3f}", tokens_per_s=f"{speed:,.0f}", refresh=False
-                    )
+                readout.show(step_loss, tokens_seen)
 
                 if global_step % eval_freq == 0:
                     train_loss, val_loss = evaluate()

@@ -4,8 +4,6 @@ Edit the notebook cell marked `#| export` instead, then run `python -m shared.ex
 """
 
 import csv
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +16,9 @@ from tqdm import tqdm
 from ch04_gpt.gpt import GPTModel
 from ch05_pretraining.pretraining import (
     ARCHITECTURE_KEYS,
+    _BarReadout,
     _positive_int,
+    _training_printer,
     architecture_mismatch,
     calc_loss_loader,
     load_checkpoint,
@@ -238,16 +238,12 @@ def train_classifier_simple(
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("every parameter of the model is frozen: nothing would train")
 
-    def report(text):
-        if progress and "ipykernel" not in sys.modules:
-            tqdm.write(text)  # in a terminal: print above the progress bar instead of through it
-        else:
-            print(text)
+    report = _training_printer(progress)
 
     train_losses, val_losses, train_accs, val_accs = [], [], [], []
     examples_seen, global_step = 0, -1
     bar = tqdm(total=num_epochs * len(train_loader), desc="training", disable=not progress)
-    start_time = time.perf_counter()
+    readout = _BarReadout(bar, "examples_per_s")
     for epoch in range(num_epochs):
         model.train()
         for input_batch, target_batch in train_loader:
@@ -258,9 +254,7 @@ def train_classifier_simple(
             examples_seen += input_batch.shape[0]  # messages, not tokens
             global_step += 1
             bar.update(1)
-            if progress:
-                speed = examples_seen / (time.perf_counter() - start_time)
-                bar.set_postfix(loss=f"{loss.item():.3f}", examples_per_s=f"{speed:,.1f}", refresh=False)
+            readout.show(loss, examples_seen)
 
             if global_step % eval_freq == 0:
                 train_loss, val_loss = evaluate_classifier(model, train_loader, val_loader, device, eval_iter)

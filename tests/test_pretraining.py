@@ -1,5 +1,6 @@
 """Tests for chapter 5's loss, data split, sampling and generation (ch05_pretraining/pretraining.py)."""
 
+import io
 import math
 import warnings
 
@@ -197,3 +198,38 @@ def test_a_prompt_longer_than_the_context_is_cropped_with_a_warning():
     assert "only its last 16 tokens" in str(caught[0].message)
     assert torch.equal(out[:, :20], prompt)
     assert torch.equal(out, generate_text_simple(model, prompt, 2, 16))
+
+
+class _CountedLoss:
+    """A loss whose value is read through float(), counting the reads (each one is a GPU sync)."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def __float__(self):
+        self.reads += 1
+        return 2.5
+
+
+def test_the_progress_bar_reads_the_loss_at_most_once_per_interval():
+    from tqdm import tqdm
+
+    from ch05_pretraining.pretraining import _BarReadout
+
+    with tqdm(total=100, file=io.StringIO()) as bar:
+        loss = _CountedLoss()
+        readout = _BarReadout(bar, "tokens_per_s", interval=3600.0)
+        for step in range(100):
+            readout.show(loss, count=256 * (step + 1))
+        assert loss.reads == 1  # the first step only: the rest came within the hour
+        assert bar.postfix.startswith("loss=2.500, tokens_per_s=")
+
+        readout = _BarReadout(bar, "examples_per_s", interval=0.0)
+        for step in range(5):
+            readout.show(loss, count=8 * (step + 1))
+        assert loss.reads == 6
+
+    with tqdm(total=10, disable=True) as hidden:
+        loss = _CountedLoss()
+        _BarReadout(hidden, "tokens_per_s").show(loss, count=10)
+        assert loss.reads == 0  # no bar, no reason to wait for the GPU
