@@ -288,7 +288,8 @@ class _BarReadout:
         ``interval`` seconds have passed since the last time."""
         if self.bar.disable or time.perf_counter() - self.shown_at < self.interval:
             return
-        loss = float(loss)  # waits for the step to finish, so the time below counts all of its work
+        # Reading the loss waits for the step to finish, so the time below counts all of its work.
+        loss = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
         self.shown_at = time.perf_counter()
         speed = (count - self.start_count) / (self.shown_at - self.start_time)
         speed_text = f"{speed:,.0f}" if speed >= 100 else f"{speed:.1f}"

@@ -229,6 +229,12 @@ def test_the_progress_bar_reads_the_loss_at_most_once_per_interval():
             readout.show(loss, count=8 * (step + 1))
         assert loss.reads == 6
 
+    with tqdm(total=10, file=io.StringIO()) as bar, warnings.catch_warnings():
+        warnings.simplefilter("error")  # a loss that still requires grad is read without a warning
+        weight = torch.ones(2, requires_grad=True)
+        _BarReadout(bar, "tokens_per_s").show((weight * 2).sum(), count=10)
+        assert bar.postfix.startswith("loss=4.000")
+
     with tqdm(total=10, disable=True) as hidden:
         loss = _CountedLoss()
         _BarReadout(hidden, "tokens_per_s").show(loss, count=10)
