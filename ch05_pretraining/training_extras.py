@@ -108,6 +108,21 @@ def distributed_loader(loader, shuffle, seed=0):
     )
 
 
+def _wrap_for_ddp(model, device):
+    """``model`` inside DistributedDataParallel, on this process's GPU (or the CPU, for gloo)."""
+    if device.type == "cuda":
+        device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    else:
+        device_ids = None
+    # The only buffers, the causal masks, are the same everywhere: no need to send them every step.
+    no_buffer_sync = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        else {"broadcast_buffers": False}  # its name before PyTorch 2.13
+    )
+    return DistributedDataParallel(model, device_ids=device_ids, **no_buffer_sync)
+
+
 def _mean_over_processes(values, device):
     if not is_distributed():
         return values
@@ -213,22 +228,9 @@ def train_model(
             scaler.load_state_dict(saved["scaler"])
         start_epoch, skip_batches = _resume_position(saved, steps_per_epoch * grad_accum_steps)
 
-    # What runs the training steps: the model itself, or wrappers around the same parameters.
-    step_model = model
-    ddp = None
-    if distributed:
-        if device.type == "cuda":
-            device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
-        else:
-            device_ids = None
-        # The only buffers, the causal masks, are the same everywhere: no need to send them every step.
-        no_buffer_sync = (
-            {"forward_sync_buffers": False}
-            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-            else {"broadcast_buffers": False}  # its name before PyTorch 2.13
-        )
-        ddp = DistributedDataParallel(model, device_ids=device_ids, **no_buffer_sync)
-        step_model = ddp
+    # What runs the training steps: the model itself, or DDP's wrapper around the same parameters.
+    ddp = _wrap_for_ddp(model, device) if distributed else None
+    step_model = model if ddp is None else ddp
     # Compiled, the loss goes through torch.compile together with the forward pass: eagerly, the
     # cross-entropy turns the (batch x tokens x 50,257) scores into fp32 copies that are written and read
     # again several times, forward and backward; compiled, each way is one pass over the scores.
