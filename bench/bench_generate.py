@@ -30,15 +30,16 @@ import torch
 from timing import interleaved_medians, time_call
 
 from ch04_gpt.gpt import GPTModel, generate_text_cached, generate_text_simple, get_gpt_config
-from ch05_pretraining import pretraining
-from ch05_pretraining.pretraining import generate, load_weights_into_gpt
+from ch05_pretraining import fast_generation
+from ch05_pretraining.fast_generation import generate_fast
+from ch05_pretraining.pretraining import load_weights_into_gpt
 from shared.cpu_kernels import bf16_gemv
 from shared.device import cpu_has_fast_bf16, get_device
 
 TARGETS = [  # (variant, baseline, floor) from the issue, on the CPU
-    ("generate fp32", "generate_text_simple fp32", 5.0),
-    ("generate fp32", "transformers fp32", 1.0),
-    ("generate bf16", "transformers fp32", 1.5),
+    ("generate_fast fp32", "generate_text_simple fp32", 5.0),
+    ("generate_fast fp32", "transformers fp32", 1.0),
+    ("generate_fast bf16", "transformers fp32", 1.5),
 ]
 GPU_TOKENS_PER_S = 500  # generate bf16, batch 1
 GPU_VS_TRANSFORMERS = 3.0  # generate bf16 against the best transformers variant
@@ -84,15 +85,15 @@ def _hf_generate_without_cudnn(hf, ids: torch.Tensor, new_tokens: int) -> torch.
 
 
 def _generate_without(*args, switched_off: dict) -> torch.Tensor:
-    """``generate`` with some of its fast-path helpers (``pretraining`` attributes) replaced."""
-    saved = {name: getattr(pretraining, name) for name in switched_off}
+    """``generate`` with some of its fast-path helpers (``fast_generation`` attributes) replaced."""
+    saved = {name: getattr(fast_generation, name) for name in switched_off}
     for name, replacement in switched_off.items():
-        setattr(pretraining, name, replacement)
+        setattr(fast_generation, name, replacement)
     try:
-        return generate(*args)
+        return generate_fast(*args)
     finally:
         for name, original in saved.items():
-            setattr(pretraining, name, original)
+            setattr(fast_generation, name, original)
 
 
 # bf16 weights on the CPU: one row through oneDNN's packed weights instead of the native kernel; then plain
@@ -175,20 +176,20 @@ def main() -> None:
     if not args.no_simple:
         runs["generate_text_simple fp32"] = partial(generate_text_simple, model32, ids, n, ctx)
     runs["generate_text_cached fp32"] = partial(generate_text_cached, model32, ids, n, ctx)
-    runs["generate fp32"] = partial(generate, model32, ids, n, ctx)
-    runs["generate bf16"] = partial(generate, model16, ids, n, ctx)
+    runs["generate_fast fp32"] = partial(generate_fast, model32, ids, n, ctx)
+    runs["generate_fast bf16"] = partial(generate_fast, model16, ids, n, ctx)
     if device.type == "cpu":  # what the native kernel and the packed weights are worth
-        runs["generate bf16 oneDNN"] = partial(
+        runs["generate_fast bf16 oneDNN"] = partial(
             _generate_without, model16, ids, n, ctx, switched_off=NO_NATIVE
         )
-        runs["generate bf16 unpacked"] = partial(
+        runs["generate_fast bf16 unpacked"] = partial(
             _generate_without, model16, ids, n, ctx, switched_off=NO_PACKING
         )
     if device.type == "cuda":  # what the recorded step and keeping cuDNN out are worth
-        runs["generate bf16 no graph"] = partial(
+        runs["generate_fast bf16 no graph"] = partial(
             _generate_without, model16, ids, n, ctx, switched_off=NO_GRAPH
         )
-        runs["generate bf16 no graph, cudnn"] = partial(
+        runs["generate_fast bf16 no graph, cudnn"] = partial(
             _generate_without, model16, ids, n, ctx, switched_off=NO_GRAPH_CUDNN
         )
     if hf32 is not None:
@@ -229,20 +230,20 @@ def main() -> None:
         f"Weights read per step: {_weight_bytes_per_token(model32) / 1e6:.0f} MB fp32, "
         f"{_weight_bytes_per_token(model16) / 1e6:.0f} MB bf16."
     )
-    for name in ("generate fp32", "generate bf16"):
+    for name in ("generate_fast fp32", "generate_fast bf16"):
         traffic = _weight_bytes_per_token(model16 if "bf16" in name else model32) * n / medians[name]
         print(f"  {name}: weights read at {traffic / bandwidth:.0%} of the copy bandwidth")
-    if "generate bf16 unpacked" in medians:
+    if "generate_fast bf16 unpacked" in medians:
         for name, what in (
-            ("generate bf16 oneDNN", "oneDNN's packed weights"),
-            ("generate bf16 unpacked", "plain nn.Linear"),
+            ("generate_fast bf16 oneDNN", "oneDNN's packed weights"),
+            ("generate_fast bf16 unpacked", "plain nn.Linear"),
         ):
-            gain = medians[name] / medians["generate bf16"]
+            gain = medians[name] / medians["generate_fast bf16"]
             verdict = "ok" if gain >= 1.0 else "no longer pays: check _bf16_linear"
             print(f"  bf16 on the CPU: generate vs {what}: {gain:.2f}x ({verdict})")
     print("\nTargets (issue 11):")
     if device.type == "cuda":
-        rate = tokens / medians["generate bf16"]
+        rate = tokens / medians["generate_fast bf16"]
         verdict = f", {'met' if rate >= GPU_TOKENS_PER_S else 'NOT met'}" if args.batch == 1 else ""
         print(
             f"  generate bf16: {rate:.0f} tokens/s at batch {args.batch} "
@@ -252,7 +253,7 @@ def main() -> None:
             (name for name in medians if name.startswith("transformers")), key=medians.get, default=None
         )
         if best:
-            ratio = medians[best] / medians["generate bf16"]
+            ratio = medians[best] / medians["generate_fast bf16"]
             verdict = "met" if ratio >= GPU_VS_TRANSFORMERS else "NOT met"
             print(
                 f"  generate bf16 >= {GPU_VS_TRANSFORMERS}x the best transformers ({best}): "

@@ -311,7 +311,7 @@ def model_memory_mb(model, dtype=None, include_buffers=False):
     return sum(nbytes(t) for t in tensors) / 1024**2
 
 
-def _generation_input(model, idx, max_new_tokens, context_size):
+def check_generation_input(model, idx, max_new_tokens, context_size):
     """Check the arguments of a text generator; return ``idx`` moved to the model's device."""
     if not isinstance(idx, torch.Tensor):
         raise TypeError(f"idx must be a tensor of token ids, got {type(idx).__name__}")
@@ -334,7 +334,7 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     Runs on the model's device (``idx`` is moved there) without gradients; call ``model.eval()`` first
     to switch dropout off. Returns (batch, num_tokens + max_new_tokens) token ids.
     """
-    idx = _generation_input(model, idx, max_new_tokens, context_size)
+    idx = check_generation_input(model, idx, max_new_tokens, context_size)
     for _ in range(max_new_tokens):
         idx_cond = idx[:, -context_size:]  # crop: the model reads at most context_size tokens
         with torch.no_grad():
@@ -420,112 +420,12 @@ def generate_text_cached(model, idx, max_new_tokens, context_size):
     different token. Past ``context_size`` tokens, each step refills the cache from the cropped window and
     costs as much as a step of generate_text_simple.
     """
-    idx = _generation_input(model, idx, max_new_tokens, context_size)
+    idx = check_generation_input(model, idx, max_new_tokens, context_size)
     kv_cache = KVCache(len(model.trf_blocks))
     for _ in range(max_new_tokens):
         next_idx = next_token_logits(model, idx, context_size, kv_cache).argmax(dim=-1, keepdim=True)
         idx = torch.cat((idx, next_idx), dim=1)
     return idx
-
-
-class _StaticLayerCache:
-    """One attention layer's part of a StaticKVCache: keys and values in tensors of room ``max_tokens``,
-    allocated at the first update (with the dtype and device of the keys), then written in place."""
-
-    __slots__ = ("owner", "keys", "values", "length")
-
-    def __init__(self, owner):
-        self.owner = owner  # the StaticKVCache: room, padding, the shared mask
-        self.keys = self.values = None  # (batch, n_heads, max_tokens, head_dim) once allocated
-        self.length = 0  # tokens written so far
-
-    def update(self, keys, values):
-        """Write the new (batch, n_heads, num_new, head_dim) keys and values after the cached ones; return
-        the keys and values of every token so far and the mask of the keys each new token may see."""
-        start, end = self.length, self.length + keys.shape[2]
-        if end > self.owner.max_tokens:
-            raise ValueError(
-                f"the cache holds {start} tokens and the input adds {keys.shape[2]}, more than its room of "
-                f"{self.owner.max_tokens} tokens: make a StaticKVCache with a larger max_tokens"
-            )
-        room = (*keys.shape[:2], self.owner.max_tokens, keys.shape[3])
-        fits = self.keys is not None and self.keys.shape == room and self.keys.dtype == keys.dtype
-        if not (fits and self.keys.device == keys.device):
-            if start > 0:
-                raise ValueError(
-                    f"the cache holds {self.keys.shape[0]} sequences but the input has {keys.shape[0]} "
-                    f"(or another dtype or device): start a new cache for a new batch"
-                )
-            self.keys = keys.new_empty(room)  # allocated once, reused after reset()
-            self.values = values.new_empty(room)
-        self.keys[:, :, start:end] = keys
-        self.values[:, :, start:end] = values
-        self.length = end
-        mask = self.owner._allowed(start, end, keys.device)
-        return self.keys[:, :, :end], self.values[:, :, :end], mask
-
-
-class StaticKVCache(KVCache):
-    """A KVCache with room for ``max_tokens`` tokens allocated once: each step writes its keys and values in
-    place instead of copying the whole cache with ``torch.cat``. ``max_tokens`` is at most the model's
-    context_length; the prompt plus the generated tokens, if they fit, is all a generation needs.
-
-    ``pad`` (optional, one number per row): the texts of a batch have different lengths and row ``i``
-    starts with ``pad[i]`` padding tokens (the batch is padded on the left, so that every row's next token
-    is in the last column). The padding gets no positions (each row's first real token is at position 0)
-    and no token attends to it, so each row's logits are those of the row alone (up to float rounding).
-    """
-
-    def __init__(self, n_layers, max_tokens, pad=None):
-        super().__init__(n_layers)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-        self.max_tokens = max_tokens
-        self.layers = [_StaticLayerCache(self) for _ in range(n_layers)]
-        self.pad = pad
-
-    @property
-    def pad(self):
-        """Padding tokens at the start of each row, a (batch,) tensor, or None (no padding)."""
-        return self._pad
-
-    @pad.setter
-    def pad(self, pad):
-        pad = None if pad is None else torch.as_tensor(pad, dtype=torch.long).reshape(-1)
-        self._pad = pad if pad is not None and bool(pad.any()) else None
-        self._mask = None  # (start, end, mask): made by the first layer of a step, reused by the others
-
-    @property
-    def num_tokens(self):
-        return self.layers[0].length
-
-    def reset(self):
-        """Empty the cache (keeping its tensors and ``pad``): the next call starts again at position 0."""
-        for layer in self.layers:
-            layer.length = 0
-        self._mask = None
-
-    def positions(self, num_new, device):
-        cols = super().positions(num_new, device)
-        if self._pad is None:
-            return cols
-        return (cols - self._pad.to(device)[:, None]).clamp(min=0)  # (batch, num_new); padding at 0
-
-    def _allowed(self, start, end, device):
-        """(batch, 1, end - start, end) mask, True where a new token may see a key; None without padding."""
-        if self._pad is None:
-            return None  # the usual causal mask
-        if self._mask is None or self._mask[:2] != (start, end):
-            query_cols = torch.arange(start, end, device=device)[:, None]
-            key_cols = torch.arange(end, device=device)
-            causal = key_cols <= query_cols  # (num_new, end)
-            real_key = key_cols >= self._pad.to(device)[:, None, None, None]  # (batch, 1, 1, end)
-            # a padding token sees itself, so that no row of the softmax is empty (its result is unused)
-            self._mask = (start, end, (causal & real_key) | (key_cols == query_cols))
-        return self._mask[2]
-
-    def __repr__(self):
-        return f"StaticKVCache({len(self.layers)} layers, {self.num_tokens} of {self.max_tokens} tokens)"
 
 
 GPT_CONFIG_355M = {**GPT_CONFIG_124M, "emb_dim": 1024, "n_layers": 24, "n_heads": 16}  # GPT-2 medium
@@ -551,16 +451,23 @@ _CONFIG_NAMES = {  # lower-case alias -> key of GPT_CONFIGS
 }
 
 
-def get_gpt_config(name, **overrides):
-    """A new dict with GPT-2 configuration ``name`` (see GPT_CONFIGS; also "124M", "gpt2-medium",
-    "openai-community/gpt2-xl", ..., any case) and the keys in ``overrides`` replaced or added, e.g.
-    ``get_gpt_config("124M", context_length=256, drop_rate=0.0)``."""
+def gpt_config_key(name):
+    """The key of GPT_CONFIGS that ``name`` stands for ("124M", "gpt2-medium", "openai-community/gpt2-xl",
+    ..., any case), or a ValueError that lists the known names."""
     key = _CONFIG_NAMES.get(str(name).strip().lower())
     if key is None:
         raise ValueError(
             f"unknown GPT-2 configuration {name!r}; known: {list(GPT_CONFIGS)}, "
             "or the size alone ('124M', ...) or the model name ('gpt2', 'gpt2-medium', ...)"
         )
+    return key
+
+
+def get_gpt_config(name, **overrides):
+    """A new dict with GPT-2 configuration ``name`` (see GPT_CONFIGS; also "124M", "gpt2-medium",
+    "openai-community/gpt2-xl", ..., any case) and the keys in ``overrides`` replaced or added, e.g.
+    ``get_gpt_config("124M", context_length=256, drop_rate=0.0)``."""
+    key = gpt_config_key(name)
     unknown = sorted(set(overrides) - set(_REQUIRED_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
         known = list(_REQUIRED_KEYS + _OPTIONAL_KEYS)
@@ -579,14 +486,15 @@ __all__ = [
     "GPTModel",
     "count_parameters",
     "model_memory_mb",
+    "check_generation_input",
     "generate_text_simple",
     "KVCache",
     "next_token_logits",
     "generate_text_cached",
-    "StaticKVCache",
     "GPT_CONFIG_355M",
     "GPT_CONFIG_774M",
     "GPT_CONFIG_1558M",
     "GPT_CONFIGS",
+    "gpt_config_key",
     "get_gpt_config",
 ]

@@ -5,7 +5,7 @@
     python -m ch05_pretraining.generate --model gpt2-medium --temperature 0.8 --top-k 40 --max-new-tokens 100
 
 It runs chapter 5's exported functions (read_checkpoint_config, load_checkpoint, load_pretrained_gpt2,
-generate); this file only reads the options and prints.
+generate_fast); this file only reads the options and prints.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import warnings
 import torch
 
 from ch04_gpt.gpt import GPTModel
+from ch05_pretraining.checkpoints import load_checkpoint, read_checkpoint_config
+from ch05_pretraining.fast_generation import generate_fast
 from ch05_pretraining.pretraining import (
     _check_sampling,
-    generate,
-    load_checkpoint,
     load_pretrained_gpt2,
-    read_checkpoint_config,
     text_to_token_ids,
     token_ids_to_text,
 )
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ids = generate(
+            ids = generate_fast(
                 model,
                 prompt,
                 max_new_tokens=args.max_new_tokens,

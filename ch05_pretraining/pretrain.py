@@ -3,7 +3,7 @@
     python -m ch05_pretraining.pretrain --help
     python -m ch05_pretraining.pretrain --out runs/verdict                # the-verdict, the fast settings
     python -m ch05_pretraining.pretrain --out runs/verdict --resume       # carry on from the last checkpoint
-    python -m ch05_pretraining.pretrain --out runs/book --book            # the book's train_model_simple run
+    python -m ch05_pretraining.pretrain --out runs/book --book            # the book's chapter 5 settings
     python -m ch05_pretraining.pretrain --data my.txt --emb-dim 256 --n-layers 4 --n-heads 4 --out runs/small
     torchrun --standalone --nproc_per_node 4 -m ch05_pretraining.pretrain --out runs/ddp   # 4 GPUs (DDP)
 
@@ -14,8 +14,10 @@ device, an output layer padded to 50304 rows, and torch.compile on CUDA; each ha
 Started by torchrun, it trains with DistributedDataParallel (NCCL on GPUs, gloo on CPUs): every process
 reads its own share of each epoch, and only process 0 prints and writes checkpoints and the plot.
 
-Everything it runs is the notebooks' exported code (create_train_val_loaders, train_model_simple,
-train_model, save_checkpoint, plot_losses, generate): this file only reads the options and reports.
+Everything it runs is the notebooks' exported code (create_train_val_loaders, train_model, save_checkpoint,
+plot_losses, generate_fast): this file only reads the options and reports. With --book, train_model runs with
+the book's chapter 5 settings (constant learning rate, no clipping, fp32), which records exactly the losses
+of chapter 5's train_model_simple, and keeps the checkpoints and exact resuming.
 """
 
 from __future__ import annotations
@@ -30,13 +32,12 @@ import torch
 import torch.distributed as dist
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
+from ch05_pretraining.fast_generation import generate_fast
 from ch05_pretraining.pretraining import (
     create_train_val_loaders,
-    generate,
     plot_losses,
     text_to_token_ids,
     token_ids_to_text,
-    train_model_simple,
 )
 from ch05_pretraining.training_extras import PRECISIONS, create_optimizer, distributed_loader, train_model
 from shared.data import fetch, gpt2_encoding
@@ -104,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument(
         "--book",
         action="store_true",
-        help="the book's chapter 5 run instead: train_model_simple, fp32, explicit attention, AdamW decaying "
-        "every tensor, constant learning rate (no torchrun)",
+        help="the book's chapter 5 run instead: constant learning rate, no clipping, fp32, explicit "
+        "attention, AdamW decaying every tensor (train_model_simple's losses, with checkpoints; no torchrun)",
     )
     fast.add_argument(
         "--warmup-steps", type=int, help="(default: 20%% of the optimizer steps, as in the book)"
@@ -250,9 +251,19 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
             "progress": not args.no_progress,
         }
         start = time.perf_counter()
-        if args.book:
-            train_losses, val_losses, tokens_seen = train_model_simple(
-                model, train_loader, val_loader, optimizer, device, num_epochs=args.epochs, **common
+        if args.book:  # train_model with chapter 5's settings: train_model_simple's losses, resumable
+            train_losses, val_losses, tokens_seen, _ = train_model(
+                model,
+                train_loader,
+                val_loader,
+                optimizer,
+                device,
+                n_epochs=args.epochs,
+                warmup_steps=1,
+                initial_lr=args.lr,
+                min_lr=args.lr,
+                max_norm=None,
+                **common,
             )
         else:
             total_steps = args.epochs * steps_per_epoch
@@ -305,7 +316,7 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
 
     model.eval()
     torch.manual_seed(args.seed)
-    ids = generate(
+    ids = generate_fast(
         model,
         text_to_token_ids(args.start_context, tokenizer).to(device),
         max_new_tokens=40,

@@ -3,40 +3,24 @@
 Edit the notebook cell marked `#| export` instead, then run `python -m shared.export`.
 """
 
-import contextlib
-import functools
-import json
-import math
 import os
-import random
-import sys
-import time
 import warnings
-import weakref
 from pathlib import Path
 
 import safetensors.torch
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ch02_tokenizer.tokenizer import create_dataloader_v1
 from ch04_gpt.gpt import (
-    _CONFIG_NAMES,
-    GELU,
     GPTModel,
-    KVCache,
-    LayerNorm,
-    StaticKVCache,
-    _generation_input,
+    check_generation_input,
     generate_text_cached,
     get_gpt_config,
+    gpt_config_key,
 )
-from ch04_gpt.gpt import next_token_logits as _next_token_logits  # the notebook's 5.3 uses the name too
-from shared.cpu_kernels import bf16_gemv, bf16_linear_one_row
 from shared.data import MIRROR_ENV, gpt2_encoding, sha256_of
-from shared.files import atomic_write
+from shared.progress import TrainingProgress, positive_int
 
 
 def text_to_token_ids(text, tokenizer):
@@ -153,14 +137,6 @@ def generate_and_print_sample(model, tokenizer, device, start_context, max_new_t
     model.train(was_training)
 
 
-def _positive_int(name, value, allow_none=False):
-    if allow_none and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def train_model_simple(
     model,
     train_loader,
@@ -173,10 +149,6 @@ def train_model_simple(
     start_context,
     tokenizer,
     *,
-    checkpoint_dir=None,
-    checkpoint_every=None,
-    resume=False,
-    max_steps=None,
     progress=True,
 ):
     """The book's training loop: for each batch, zero the gradients, compute the loss, backpropagate and
@@ -184,65 +156,25 @@ def train_model_simple(
     ``eval_iter`` batches each), and after every epoch it prints a sample continuing ``start_context``.
 
     Returns ``(train_losses, val_losses, track_tokens_seen)``: the recorded losses and how many training
-    tokens the model had seen at each record.
-
-    Beyond the book (all keyword-only, off by default):
-    - ``checkpoint_dir``: save a checkpoint there every ``checkpoint_every`` steps and at the end
-      (save_checkpoint); ``resume=True`` first loads the latest one and carries on from its step, with
-      the same batches, dropout masks and recorded losses as a run that was never interrupted.
-    - ``max_steps``: stop after this many optimizer steps in all (a checkpoint is saved there).
-    - ``progress``: a progress bar with the current loss and the training speed in tokens per second.
-    """
-    num_epochs = _positive_int("num_epochs", num_epochs)
-    eval_freq = _positive_int("eval_freq", eval_freq)
-    eval_iter = _positive_int("eval_iter", eval_iter)
-    checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
-    max_steps = _positive_int("max_steps", max_steps, allow_none=True)
+    tokens the model had seen at each record. ``progress``: show a progress bar (ours, not the book's)."""
+    for name, value in (("num_epochs", num_epochs), ("eval_freq", eval_freq), ("eval_iter", eval_iter)):
+        positive_int(name, value)
     if len(train_loader) == 0:
         raise ValueError("the training loader yields no batches (see create_train_val_loaders)")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs the checkpoint_dir to resume from")
-
     train_losses, val_losses, track_tokens_seen = [], [], []
     tokens_seen, global_step = 0, -1
-    start_epoch, skip_batches, saved = 0, 0, None
-    if resume:
-        saved = load_checkpoint(checkpoint_dir, model, optimizer)
-        train_losses, val_losses = saved["train_losses"], saved["val_losses"]
-        track_tokens_seen, tokens_seen = saved["track_tokens_seen"], saved["tokens_seen"]
-        global_step = saved["step"]
-        start_epoch, skip_batches = _resume_position(saved, len(train_loader))
+    bar = TrainingProgress(num_epochs * len(train_loader), enabled=progress)
 
-    def save(epoch, batch_in_epoch, epoch_rng):
-        state = _training_state(
-            global_step, epoch, batch_in_epoch, epoch_rng, tokens_seen, train_losses, val_losses,
-            track_tokens_seen,
-        )  # fmt: skip
-        save_checkpoint(checkpoint_dir, model, optimizer, state)
-
-    report = _training_printer(progress)
-
-    bar = tqdm(
-        total=num_epochs * len(train_loader), initial=global_step + 1, desc="training", disable=not progress
-    )
-    model.train()
-    readout = _BarReadout(bar, "tokens_per_s", tokens_seen)
-    stop = max_steps is not None and global_step + 1 >= max_steps
-    for epoch in range(start_epoch, num_epochs):
-        if stop:
-            break
-        batches, epoch_rng = _epoch_batches(train_loader, saved, skip_batches)
-        saved = None
-
-        for batch_in_epoch, (input_batch, target_batch) in enumerate(batches, start=skip_batches + 1):
+    for epoch in range(num_epochs):
+        model.train()  # dropout on (evaluating and sampling switch it off, then back on)
+        for input_batch, target_batch in train_loader:
             optimizer.zero_grad()  # gradients would otherwise add up across steps
             loss = calc_loss_batch(input_batch, target_batch, model, device)
             loss.backward()  # gradients of the loss with respect to every parameter
             optimizer.step()  # update the parameters
             tokens_seen += input_batch.numel()
             global_step += 1
-            bar.update(1)
-            readout.show(loss, tokens_seen)
+            bar.step(loss, tokens_seen)
 
             if global_step % eval_freq == 0:
                 train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
@@ -250,113 +182,11 @@ def train_model_simple(
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
                 losses = f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
-                report(f"Ep {epoch + 1} (Step {global_step:06d}): {losses}")
+                bar.print(f"Ep {epoch + 1} (Step {global_step:06d}): {losses}")
 
-            stop = max_steps is not None and global_step + 1 >= max_steps
-            due = checkpoint_every is not None and (global_step + 1) % checkpoint_every == 0
-            last = epoch == num_epochs - 1 and batch_in_epoch == len(train_loader)
-            if checkpoint_dir is not None and (stop or due or last):
-                save(epoch, batch_in_epoch, epoch_rng)
-            if stop:
-                break
-        skip_batches = 0
-        if not stop:
-            generate_and_print_sample(model, tokenizer, device, start_context, print_fn=report)
+        generate_and_print_sample(model, tokenizer, device, start_context, print_fn=bar.print)
     bar.close()
     return train_losses, val_losses, track_tokens_seen
-
-
-def _training_printer(progress):
-    """What a training loop prints its lines with: in a terminal with a progress bar, tqdm.write, which
-    prints above the bar instead of through it; in Jupyter, print (the bar goes to stderr and the text to
-    stdout, which have separate output areas there)."""
-    return tqdm.write if progress and "ipykernel" not in sys.modules else print
-
-
-class _BarReadout:
-    """The loss and the speed on a training loop's progress bar, read at most once every ``interval``
-    seconds. Reading a number off a GPU (``loss.item()``) waits until the GPU has run every step queued
-    so far; doing it at every step would leave the GPU idle while the CPU queues up the next one."""
-
-    def __init__(self, bar, speed_name, count=0, interval=1.0):
-        self.bar, self.speed_name, self.interval = bar, speed_name, interval
-        self.start_time, self.start_count = time.perf_counter(), count
-        self.shown_at = -math.inf
-
-    def show(self, loss, count):
-        """Put ``loss`` and the speed since the start (``count`` tokens or examples seen) on the bar, if
-        ``interval`` seconds have passed since the last time."""
-        if self.bar.disable or time.perf_counter() - self.shown_at < self.interval:
-            return
-        # Reading the loss waits for the step to finish, so the time below counts all of its work.
-        loss = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
-        self.shown_at = time.perf_counter()
-        speed = (count - self.start_count) / (self.shown_at - self.start_time)
-        speed_text = f"{speed:,.0f}" if speed >= 100 else f"{speed:.1f}"
-        self.bar.set_postfix({"loss": f"{loss:.3f}", self.speed_name: speed_text}, refresh=False)
-
-
-def _training_state(
-    step, epoch, batch_in_epoch, epoch_rng, tokens_seen, train_losses, val_losses, track_tokens_seen
-):
-    """The training state a checkpoint keeps beside the weights: where the run is (the optimizer step, the
-    epoch, the batches of that epoch done), what it has recorded, and the state of every random generator
-    (with the one the epoch started from, which _epoch_batches needs to replay the epoch's shuffle)."""
-    return {
-        "step": step,
-        "epoch": epoch,
-        "batch_in_epoch": batch_in_epoch,
-        "tokens_seen": tokens_seen,
-        "train_losses": train_losses,
-        "val_losses": val_losses,
-        "track_tokens_seen": track_tokens_seen,
-        "rng": {**_rng_states(), "epoch_start_torch": epoch_rng},
-    }
-
-
-def _resume_position(saved, batches_per_epoch):
-    """(epoch, batches to skip in it) where a run goes on from a checkpoint's training state ``saved``; a
-    checkpoint saved after an epoch's last batch goes on at the start of the next epoch."""
-    if saved["batch_in_epoch"] >= batches_per_epoch:
-        return saved["epoch"] + 1, 0
-    return saved["epoch"], saved["batch_in_epoch"]
-
-
-def _epoch_batches(train_loader, saved, skip_batches):
-    """An iterator over one epoch's batches, and the state of torch's generator the epoch started from.
-
-    The shuffled order of an epoch is drawn from torch's random generator when the loader's iteration
-    starts. To resume from ``saved`` (a checkpoint's training state) in the middle of an epoch, replay that
-    draw from the state the generator had then, skip the ``skip_batches`` batches already trained on, then
-    restore every generator to its state at the checkpoint."""
-    if saved is not None and skip_batches == 0:
-        _set_rng_states(saved["rng"])
-        saved = None
-    elif saved is not None:
-        torch.set_rng_state(saved["rng"]["epoch_start_torch"])
-    epoch_rng = torch.get_rng_state()
-    batches = iter(train_loader)
-    for _ in range(skip_batches):
-        next(batches)
-    if saved is not None:
-        _set_rng_states(saved["rng"])
-    return batches, epoch_rng
-
-
-def _rng_states():
-    """The states of every random generator training draws from (dropout, shuffling)."""
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_states(states):
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    random.setstate(states["python"])
 
 
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
@@ -405,78 +235,20 @@ def sample_next_token(logits, temperature=0.0, top_k=None):
     return torch.multinomial(probs, num_samples=1)
 
 
-def generate(
-    model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None, *, use_cache=True
-):
-    """Append up to ``max_new_tokens`` tokens to each row of ``idx`` (batch, num_tokens), choosing each
-    with sample_next_token (``temperature``, ``top_k``). Generation stops early when every row has
-    produced ``eos_id``; the end-of-text token itself is not appended to a row that ends the generation,
-    and a row that finished before the others is filled with ``eos_id`` (for one row: the book's rule).
-
-    ``use_cache=True`` (default) keeps earlier tokens' keys and values (chapter 4's StaticKVCache, allocated
-    once) instead of recomputing them at every step: the same tokens for the same seed, much faster. A
-    prompt longer than ``context_size`` is cropped to its last ``context_size`` tokens, with a warning.
-    Runs without gradients on the model's device; call ``model.eval()`` first. generate_stream gives the
-    same tokens one step at a time; generate_batch takes prompts of different lengths."""
-    idx = _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k)
-    steps = _generation_steps(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
-    batched = idx.shape[0] > 1
-    with _fast_step(model, idx.device, enabled=use_cache, batched=batched):  # once for all the steps
-        return torch.cat([idx, *steps], dim=1)
-
-
-def generate_stream(
-    model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None, *, use_cache=True
-):
-    """``generate``, one step at a time: an iterator over the new tokens, a (batch, 1) tensor per step, as
-    soon as each is chosen (for a chat that prints the answer while it is written). Same arguments, same
-    tokens for the same seed: ``torch.cat([idx, *generate_stream(...)], dim=1)`` is generate's result. It
-    ends after ``max_new_tokens`` steps, or without yielding the ``eos_id`` once every row has produced it.
-
-    To print one row as it is written, collect its tokens and print what ``tokenizer.decode`` adds each time:
-    decoding token by token would garble a character that GPT-2's tokenizer splits over two tokens."""
-    idx = _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k)
-    return _generation_steps(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
-
-
-def generate_batch(
-    model, prompts, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None, *, use_cache=True
-):
-    """``generate`` for several prompts of different lengths at once: ``prompts`` is a list of token-id
-    sequences (lists or 1-D tensors); returns a list with one 1-D tensor per prompt, the prompt followed by
-    its new tokens, ending before its first ``eos_id`` (as ``generate`` does for one row).
-
-    The prompts are padded on the left and run as one batch through a StaticKVCache that keeps the padding
-    out of every row's positions and attention, so with ``temperature=0`` each result equals
-    ``generate(model, prompt[None], ...)[0]`` (up to float rounding, which only an exact tie can show).
-    Sampling draws one token per row at each step, so the rows get other random numbers than alone.
-    ``use_cache=False`` generates the prompts one by one with the book's loop (slow; a reference)."""
-    if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError("prompts must be a non-empty list of token-id sequences (lists or 1-D tensors)")
-    rows = [torch.as_tensor(p, dtype=torch.long) for p in prompts]
-    bad = [i for i, row in enumerate(rows) if row.dim() != 1 or row.numel() == 0]
-    if bad:
-        raise ValueError(f"prompt {bad[0]} is not a non-empty 1-D sequence of token ids")
-    if not use_cache:
-        args = (max_new_tokens, context_size, temperature, top_k, eos_id)
-        return [generate(model, row[None], *args, use_cache=False)[0] for row in rows]
-    width = max(row.numel() for row in rows)
-    pad = torch.tensor([width - row.numel() for row in rows])
-    padded = torch.stack([F.pad(row, (width - row.numel(), 0)) for row in rows])  # padding id 0: any will do
-    idx = _check_generate_args(model, padded, max_new_tokens, context_size, temperature, top_k)
-    args = (max_new_tokens, context_size, temperature, top_k, eos_id, use_cache)
-    with _fast_step(model, idx.device, batched=len(rows) > 1):  # set up once for all the steps
-        new = torch.cat([idx[:, :0], *_generation_steps(model, idx, *args, pad=pad)], dim=1)
-    results = []
-    for row, prompt in zip(new, rows, strict=True):
-        ends = (row == eos_id).nonzero() if eos_id is not None else row[:0]
-        results.append(torch.cat((prompt.to(row.device), row[: ends[0, 0]] if len(ends) else row)))
-    return results
-
-
-def _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k):
-    idx = _generation_input(model, idx, max_new_tokens, context_size)
+def check_generate_args(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None):
+    """Check the arguments of a text generator (chapter 4's checks, the sampling settings, a prompt that
+    holds at least one token, a context the model can read); return ``idx`` on the model's device. A prompt
+    longer than ``context_size`` gets a warning: the model reads only its last ``context_size`` tokens."""
+    idx = check_generation_input(model, idx, max_new_tokens, context_size)
     _check_sampling(temperature, top_k)
+    if idx.shape[1] == 0:
+        raise ValueError("the prompt is empty: give at least one token to continue")
+    model_context = model.pos_emb.num_embeddings
+    if context_size > model_context:
+        raise ValueError(
+            f"context_size {context_size} is larger than the model's context of {model_context} tokens: "
+            f"use context_size <= {model_context}"
+        )
     if idx.shape[1] > context_size:
         warnings.warn(
             f"the prompt has {idx.shape[1]} tokens, more than the context of {context_size}: the model reads "
@@ -486,444 +258,26 @@ def _check_generate_args(model, idx, max_new_tokens, context_size, temperature, 
     return idx
 
 
-def _generation_steps(
-    model, idx, max_new_tokens, context_size, temperature, top_k, eos_id, use_cache, pad=None
-):
-    """The loop of generate, generate_stream and generate_batch: yields each step's (batch, 1) tokens.
-
-    ``pad``: padding tokens at the start of each row (generate_batch); the StaticKVCache hides them."""
-    kv_cache = graph_step = None
-    if use_cache:  # room for the prompt and the new tokens, or for the window once the text is longer
-        room = max(1, min(context_size, idx.shape[1] + max_new_tokens))
-        graph_step = _cuda_graph_step(model, idx, room, pad)  # None unless on a CUDA GPU
-        if graph_step is None:
-            kv_cache = StaticKVCache(len(model.trf_blocks), room, pad=pad)
-        else:
-            kv_cache = graph_step.cache
-            graph_step.in_use = True
-    try:
-        finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-        for _ in range(max_new_tokens):
-            if pad is not None and idx.shape[1] > context_size:  # the window has slid over some padding
-                kv_cache.pad = (pad - (idx.shape[1] - context_size)).clamp(min=0)
-            in_window = graph_step is not None and idx.shape[1] <= context_size  # the window has not slid
-            if in_window and 0 < kv_cache.num_tokens == idx.shape[1] - 1:  # one token the cache lacks
-                logits = graph_step(idx[:, -1:])  # recorded with _fast_step's settings
-            else:  # the prompt, or a window that has slid: one pass over every token the cache lacks
-                with _fast_step(model, idx.device, enabled=use_cache, batched=idx.shape[0] > 1):
-                    logits = _next_token_logits(model, idx, context_size, kv_cache)
-            idx_next = sample_next_token(logits, temperature, top_k)
-            if eos_id is not None:
-                finished = finished | (idx_next == eos_id)
-                if finished.all():
-                    return
-                idx_next = idx_next.masked_fill(finished, eos_id)
-            yield idx_next
-            idx = torch.cat((idx, idx_next), dim=1)
-    finally:
-        if graph_step is not None:
-            graph_step.in_use = False
-
-
-_BF16_FORWARDS = weakref.WeakKeyDictionary()  # nn.Linear -> (what its tensors were, its forward for a step)
-_IN_FAST_STEP = weakref.WeakSet()  # the models inside a _fast_step block
-
-
-@functools.cache
-def _onednn_bf16():
-    try:
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):  # a build of torch without oneDNN's private operators
-        return False
-
-
-def _bf16_forwards(modules, device, batched=False):
-    """{nn.Linear: the forward it gets for a step}, for the bf16 linears among ``modules`` on the CPU (else
-    empty): ``_bf16_linear``, with the weight also in oneDNN's packed layout where that pays.
-
-    With bf16 weights, ``nn.Linear`` is slow for the small products of generation: one row at each step at
-    batch 1, a few rows at each step for a batch of texts. A single row goes to the native kernel where
-    there is one. oneDNN's linear with prepacked weights (the operator torch.compile uses on CPUs) computes
-    the few rows of a batch faster, and single rows where there is no kernel. A packed copy takes as much
-    memory as its weight, so it is made only for ``batched`` steps (several texts at once) or where the
-    kernel is missing; at batch 1 with the kernel, only the prompt has several rows, and it goes through
-    nn.Linear's product. The forwards are made at the first step and kept while the weight and bias are
-    unchanged (same addresses, same in-place version of the weight)."""
-    if device.type != "cpu" or not _onednn_bf16():
-        return {}
-    pack = batched or bf16_gemv() is None
-    forwards = {}
-    for module in modules:
-        if isinstance(module, nn.Linear) and module.weight.dtype == torch.bfloat16:
-            weight, bias = module.weight, module.bias
-            key = (weight._version, weight.data_ptr(), None if bias is None else bias.data_ptr())
-            entry = _BF16_FORWARDS.get(module)
-            if entry is None or entry[0] != key or (pack and entry[1].keywords["packed"] is None):
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1) if pack else None
-                entry = (key, functools.partial(_bf16_linear, weight=weight, bias=bias, packed=packed))
-                _BF16_FORWARDS[module] = entry
-            forwards[module] = entry[1]
-    return forwards
-
-
-def _bf16_linear(x, weight, bias, packed):
-    """What nn.Linear computes, for bf16 weights on the CPU while generating.
-
-    One row (a decoding step at batch 1) goes through the course's native kernel (shared/cpu_kernels.py):
-    PyTorch's bf16 kernels read the weights for that shape at about half the speed of memory, so bf16 gained
-    little over fp32 though it reads half the bytes. Several rows, or a CPU or system without the kernel,
-    go through oneDNN with the ``packed`` weight, or through nn.Linear's product when there is none (a
-    prompt at batch 1). Neither kernel is seen by autograd: with gradients on (outside generate), it is
-    nn.Linear's own product."""
-    if torch.is_grad_enabled():
-        return F.linear(x, weight, bias)
-    if x.numel() == weight.shape[1] and x.is_contiguous() and weight.is_contiguous() and bf16_gemv():
-        return bf16_linear_one_row(x, weight, bias)
-    if packed is None:
-        return F.linear(x, weight, bias)
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
-
-
-# The two blocks below write into the modules' __dict__ directly: nn.Module's own setattr and delattr first
-# search its tables of parameters, buffers and submodules, and a step would pay that some 300 times.
-@contextlib.contextmanager
-def _use_forwards(forwards):
-    """Within the block, each module in ``forwards`` runs the forward given there instead of its class's."""
-    for module, forward in forwards.items():
-        module.__dict__["forward"] = forward
-    try:
-        yield
-    finally:
-        for module in forwards:
-            module.__dict__.pop("forward", None)  # back to the class's forward
-
-
-@contextlib.contextmanager
-def _use_fused_ops(modules):
-    """Within the block, every LayerNorm and GELU among ``modules`` computes with PyTorch's one-kernel
-    function (chapter 4's ``fused_ops``): the same function up to float rounding. A decoding step handles one
-    token, so its time goes into the number of operations more than into their size."""
-    modules = [m for m in modules if isinstance(m, (LayerNorm, GELU))]
-    before = [m.fused for m in modules]
-    for module in modules:
-        module.__dict__["fused"] = True
-    try:
-        yield
-    finally:
-        for module, fused in zip(modules, before, strict=True):
-            module.__dict__["fused"] = fused
-
-
-@contextlib.contextmanager
-def _fast_step(model, device, enabled=True, batched=False):
-    """What makes a step of generate fast besides the cache (each part does nothing where it does not pay):
-    faster kernels for bf16 weights on the CPU, one-kernel LayerNorm and GELU, and no cuDNN attention on
-    CUDA GPUs. ``enabled=False`` (the book's uncached loop) keeps only the last. ``batched``: the steps
-    decode several texts at once (see _bf16_forwards).
-
-    Setting up takes a walk over every module, so generate and generate_batch hold one block over their
-    whole loop, and the blocks of their steps, nested inside, do nothing. generate_stream enters one per
-    step: between steps the caller's code runs, and it sees the model as it is."""
-    if not enabled:
-        with _attention_backends(device):
-            yield
-        return
-    if model in _IN_FAST_STEP:  # an enclosing block has set everything up
-        yield
-        return
-    modules = list(model.modules())
-    _IN_FAST_STEP.add(model)
-    try:
-        forwards = _bf16_forwards(modules, device, batched)
-        with _use_forwards(forwards), _use_fused_ops(modules), _attention_backends(device):
-            yield
-    finally:
-        _IN_FAST_STEP.discard(model)
-
-
-@contextlib.contextmanager
-def _attention_backends(device):
-    """On a CUDA GPU, keep scaled_dot_product_attention off cuDNN while generating (elsewhere: no change).
-
-    PyTorch prefers cuDNN's attention for bf16 on recent GPUs, and cuDNN builds a plan for every new shape:
-    a prompt's pass and each step of an uncached loop have a new number of keys, which made bf16 generation
-    about 6x slower than fp32 on an H100. FlashAttention, the memory-efficient kernel and the plain math
-    need no plans."""
-    if device.type != "cuda":
-        yield
-        return
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
-        yield
-
-
-class _ColumnWrite:
-    """One layer of a StaticKVCache as a recorded step sees it: the new keys and values go to the column held
-    in a tensor (``index_copy_``), and attention reads the whole room with the step's mask."""
-
-    __slots__ = ("layer", "step")
-
-    def __init__(self, layer, step):
-        self.layer, self.step = layer, step
-
-    def update(self, keys, values):
-        column = self.step.column
-        self.layer.keys.index_copy_(2, column, keys)
-        self.layer.values.index_copy_(2, column, values)
-        return self.layer.keys, self.layer.values, self.step.mask
-
-
-class _CudaGraphStep(KVCache):
-    """A decoding step of ``generate`` on a CUDA GPU, recorded once as a CUDA graph and replayed.
-
-    A GPT-2 step at batch 1 is a few hundred small kernels; launching them one by one from Python takes
-    longer than the GPU needs to run them. A CUDA graph records the launches once and replays them with one
-    call. A recording fixes every shape and address, so the step reads its token and its column from tensors
-    that stay in place, writes the keys and values into ``cache`` (a StaticKVCache) at that column, and
-    attends over the whole room with a mask that hides the columns not yet written and a row's padding.
-    The prompt goes through the model as usual, into the same cache. The step is passed to the model as its
-    kv_cache. ``record=False`` runs the same fixed-shape step without a recording (on any device)."""
-
-    def __init__(self, model, batch, room, device, record=True):
-        super().__init__(len(model.trf_blocks))
-        self.model = weakref.ref(model)  # a strong reference from _GRAPH_STEPS would keep the model alive
-        self.record = record
-        self.cache = StaticKVCache(len(model.trf_blocks), room)
-        self.layers = [_ColumnWrite(layer, self) for layer in self.cache.layers]
-        self.token = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        self.column = torch.zeros(1, dtype=torch.long, device=device)
-        self.pad = torch.zeros(batch, dtype=torch.long, device=device)
-        self.key_columns = torch.arange(room, device=device)
-        self.mask = self.logits = self.graph = None
-        self.recorded_with = None  # the addresses of the cache's tensors the recording writes to
-        self.in_use = False  # True while a generation runs with it (a second one then makes its own)
-        self.new_text = True
-
-    @property
-    def num_tokens(self):
-        return self.cache.num_tokens
-
-    def positions(self, num_new, device):
-        return (self.column - self.pad).clamp(min=0)[:, None]  # (batch, 1): padding gets no positions
-
-    def start(self, pad):
-        """Make the step ready for a new text (``pad``: padding tokens at the start of each row, or None)."""
-        self.cache.reset()
-        self.cache.pad = pad
-        self.pad.copy_(torch.zeros_like(self.pad) if pad is None else pad)
-        self.new_text = True
-
-    def __call__(self, token):
-        """Scores (batch, vocab_size) of the token after ``token`` (batch, 1), the next column of the cache.
-        The tensor is overwritten by the next call."""
-        if self.new_text:  # the prompt has just gone into the cache
-            for layer in self.cache.layers:  # unwritten columns may hold NaN bit patterns, and 0 x NaN is NaN
-                layer.keys[:, :, layer.length :].zero_()
-                layer.values[:, :, layer.length :].zero_()
-            buffers = [t.data_ptr() for layer in self.cache.layers for t in (layer.keys, layer.values)]
-            if buffers != self.recorded_with:  # the cache made new tensors: record again
-                self.graph, self.recorded_with = None, buffers
-            self.new_text = False
-        self.token.copy_(token)
-        self.column.fill_(self.cache.num_tokens)
-        if not self.record:
-            self._run()
-        else:
-            if self.graph is None:
-                self._record()
-            self.graph.replay()
-        for layer in self.cache.layers:
-            layer.length += 1
-        return self.logits
-
-    def _run(self):
-        # A replay repeats what the recording did, so the fast settings are entered here, not at every step.
-        with torch.no_grad(), _fast_step(self.model(), self.token.device):
-            seen = (self.key_columns <= self.column) & (self.key_columns >= self.pad[:, None])
-            self.mask = seen[:, None, None, :]  # (batch, 1, 1, room), for every head
-            self.logits = self.model()(self.token, kv_cache=self)[:, -1]
-
-    def _record(self):
-        # Warm-up on a side stream first (cuBLAS chooses its kernels and workspaces outside the recording).
-        # Every run writes the same keys and values at the same column, so running the step again is harmless.
-        side = torch.cuda.Stream(self.token.device)
-        side.wait_stream(torch.cuda.current_stream(self.token.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._run()
-        torch.cuda.current_stream(self.token.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._run()
-
-
-_GRAPH_STEPS = weakref.WeakKeyDictionary()  # GPTModel -> (signature, its latest _CudaGraphStep)
-
-
-def _graph_signature(model, batch, room, device):
-    """What a recorded step depends on: shapes, the attention code, autocast, inference mode (its tensors
-    cannot be written outside it), and the address of every weight (a recording reads the weights where
-    they were; updating them in place is fine, moving them is not)."""
-    autocast = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
-    attention = tuple(block.att.use_sdpa for block in model.trf_blocks)
-    weights = tuple((p.data_ptr(), p.dtype) for p in model.parameters())
-    return (batch, room, str(device), autocast, torch.is_inference_mode_enabled(), attention, weights)
-
-
-def _cuda_graph_step(model, idx, room, pad):
-    """The recorded decoding step for ``idx`` on a CUDA GPU, reused from the last generation when it fits;
-    None elsewhere. The room is rounded up to a multiple of 128 tokens, so texts of similar lengths (chapter
-    7's responses) share one recording."""
-    if idx.device.type != "cuda" or model.training:  # dropout draws random numbers: not recorded
-        return None
-    room = min(-(-room // 128) * 128, model.pos_emb.num_embeddings)
-    signature = _graph_signature(model, idx.shape[0], room, idx.device)
-    saved, step = _GRAPH_STEPS.get(model, (None, None))
-    if saved != signature or step.in_use:
-        step = _CudaGraphStep(model, idx.shape[0], room, idx.device)
-        _GRAPH_STEPS[model] = (signature, step)
-    step.start(pad)
-    return step
-
-
-MODEL_FILE = "model.safetensors"
-STATE_FILE = "training_state.pt"
-LATEST_FILE = "latest"
-# The configuration keys that decide the shapes (and sharing) of a model's tensors: a checkpoint only
-# fits a model that agrees on all of them. Dropout rates and the attention kernel may differ.
-ARCHITECTURE_KEYS = (
-    "vocab_size",
-    "context_length",
-    "emb_dim",
-    "n_heads",
-    "n_layers",
-    "qkv_bias",
-    "tie_weights",
-    "padded_vocab_size",
-)
-
-
-def _architecture(cfg, keys=ARCHITECTURE_KEYS):
-    return {key: cfg.get(key, False) if key == "tie_weights" else cfg.get(key) for key in keys}
-
-
-def architecture_mismatch(saved_cfg, cfg, keys=ARCHITECTURE_KEYS):
-    """What keeps a model built from ``cfg`` from holding the weights of a model saved with ``saved_cfg``:
-    each architecture key that differs, e.g. "emb_dim 768 (this model: 128)"; "" when they agree."""
-    saved, ours = _architecture(saved_cfg, keys), _architecture(cfg, keys)
-    differing = [key for key in keys if saved[key] != ours[key]]
-    return ", ".join(f"{key} {saved[key]!r} (this model: {ours[key]!r})" for key in differing)
-
-
-def _model_tensors(model):
-    """The model's state_dict without the causal masks (rebuilt by the model) and without second names
-    of a shared (tied) weight, which safetensors cannot store twice."""
-    tensors, seen = {}, set()
-    for name, tensor in model.state_dict().items():
-        if name.endswith(".att.mask") or tensor.data_ptr() in seen:
-            continue
-        seen.add(tensor.data_ptr())
-        tensors[name] = tensor.detach().contiguous().cpu()
-    return tensors
-
-
-def save_checkpoint(checkpoint_dir, model, optimizer=None, training_state=None, keep_last=2):
-    """Save the model (and the optimizer and ``training_state``, a dict, when given) as a new checkpoint in
-    ``checkpoint_dir``: a folder ``step-NNNNNN`` with ``model.safetensors`` (the weights and the model's
-    configuration) and ``training_state.pt`` (optimizer state, step, losses, random generator states).
-
-    Every file is written atomically, and the file ``latest`` names the newest complete checkpoint only
-    once it is complete, so an interruption at any moment leaves the previous checkpoint usable. Only the
-    ``keep_last`` newest checkpoints are kept. Returns the new checkpoint's folder."""
-    root = Path(checkpoint_dir)
-    step = (training_state or {}).get("step", -1)
-    folder = root / f"step-{step + 1:06d}"  # named by the number of optimizer steps taken
-    folder.mkdir(parents=True, exist_ok=True)
-    metadata = {"config": json.dumps(model.cfg), "step": str(step)}
-    with atomic_write(folder / MODEL_FILE) as f:
-        f.write(safetensors.torch.save(_model_tensors(model), metadata=metadata))
-    if optimizer is not None or training_state is not None:
-        state = {
-            **(training_state or {}),
-            "step": step,
-            "config": dict(model.cfg),
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        }
-        with atomic_write(folder / STATE_FILE) as f:
-            torch.save(state, f)
-    with atomic_write(root / LATEST_FILE, mode="w", encoding="utf-8") as f:
-        f.write(folder.name)
-    for old in sorted(root.glob("step-*"))[:-keep_last]:
-        if old != folder:
-            for file in old.iterdir():
-                file.unlink()
-            old.rmdir()
-    return folder
-
-
-def _checkpoint_folder(checkpoint):
-    """The folder of a checkpoint: ``checkpoint`` itself, or the newest one a checkpoint_dir names."""
-    path = Path(checkpoint)
-    if (path / MODEL_FILE).is_file():
-        return path
-    if (path / LATEST_FILE).is_file():
-        return path / (path / LATEST_FILE).read_text(encoding="utf-8").strip()
-    raise FileNotFoundError(
-        f"no checkpoint in '{path.name}': expected a folder with {MODEL_FILE}, or a checkpoint_dir with a "
-        f"'{LATEST_FILE}' file (train_model_simple(..., checkpoint_dir=...) writes both)"
-    )
-
-
-def read_checkpoint_config(checkpoint):
-    """The configuration of the model saved in ``checkpoint``: build a GPTModel from it to load it."""
-    _, metadata = _read_safetensors(_checkpoint_folder(checkpoint) / MODEL_FILE)
-    return json.loads(metadata["config"])
-
-
-def _read_safetensors(path):
-    """(tensors, metadata) of a safetensors file, with an error that says what to do when it is damaged."""
-    try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            return {key: f.get_tensor(key) for key in f.keys()}, (f.metadata() or {})
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # safetensors raises its own error types for truncated or corrupted files
-        raise ValueError(
-            f"'{Path(path).name}' is not a complete safetensors file ({err}); it may be a partial download "
-            "or a damaged copy: delete it and download or save it again"
-        ) from None
-
-
-def load_checkpoint(checkpoint, model, optimizer=None):
-    """Load the weights saved by save_checkpoint into ``model`` (and the optimizer's state into
-    ``optimizer``). ``checkpoint`` is a checkpoint folder or a checkpoint_dir (then its newest
-    checkpoint). The model must have the checkpoint's architecture (read_checkpoint_config); returns
-    the saved training state as a dict ({} if there is none)."""
-    folder = _checkpoint_folder(checkpoint)
-    tensors, metadata = _read_safetensors(folder / MODEL_FILE)
-    saved_cfg = json.loads(metadata["config"])
-    mismatch = architecture_mismatch(saved_cfg, model.cfg)
-    if mismatch:
-        raise ValueError(
-            f"the checkpoint '{folder.name}' holds a model of another shape, with {mismatch}: build the "
-            "model with GPTModel(read_checkpoint_config(checkpoint)) to load it"
-        )
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    expected_missing = set(model.state_dict()) - set(_model_tensors(model))  # masks and tied names
-    if set(missing) - expected_missing or unexpected:
-        raise ValueError(f"the checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
-    state_path = folder / STATE_FILE
-    if not state_path.is_file():
-        if optimizer is not None:
-            raise FileNotFoundError(f"the checkpoint '{folder.name}' has no optimizer state ({STATE_FILE})")
-        return {}
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    if state["step"] != int(metadata["step"]):
-        raise ValueError(f"the checkpoint '{folder.name}' mixes two steps: save it again")
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])  # moves the state to the parameters' device
-    return state
+def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None, eos_id=None):
+    """Append up to ``max_new_tokens`` tokens to each row of ``idx`` (batch, num_tokens), choosing each
+    with sample_next_token (``temperature``, ``top_k``). Generation stops early when every row has
+    produced ``eos_id``; the end-of-text token itself is not appended to a row that ends the generation,
+    and a row that finished before the others is filled with ``eos_id`` (for one row: the book's rule).
+    Runs without gradients on the model's device; call ``model.eval()`` first."""
+    idx = check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k)
+    finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]  # crop: the model reads at most context_size tokens
+        with torch.no_grad():
+            logits = model(idx_cond)[:, -1, :]  # (batch, vocab_size): the scores of the next token
+        idx_next = sample_next_token(logits, temperature, top_k)
+        if eos_id is not None:
+            finished = finished | (idx_next == eos_id)
+            if finished.all():
+                break
+            idx_next = idx_next.masked_fill(finished, eos_id)
+        idx = torch.cat((idx, idx_next), dim=1)
+    return idx
 
 
 def _gpt2_key_map(n_layers):
@@ -1065,9 +419,22 @@ GPT2_WEIGHTS_SHA256 = {
 }
 
 
+def read_safetensors(path):
+    """(tensors, metadata) of a safetensors file, with an error that says what to do when it is damaged."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}, (f.metadata() or {})
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own error types for truncated or corrupted files
+        raise ValueError(
+            f"{Path(path).resolve()} is not a complete safetensors file ({err}); it may be a partial "
+            "download or a damaged copy: delete it and download or save it again"
+        ) from None
+
+
 def _gpt2_name(name):
-    get_gpt_config(name)  # raises a clear error that lists the known names
-    return _CONFIG_NAMES[str(name).strip().lower()]
+    return gpt_config_key(name)  # the GPT_CONFIGS key, or an error that lists the known names
 
 
 def gpt2_mirror_name(name):
@@ -1110,7 +477,7 @@ def download_gpt2_weights(name):
 
 def load_gpt2_state_dict(path):
     """The tensors of a GPT-2 ``model.safetensors`` file, on the CPU."""
-    tensors, _ = _read_safetensors(path)
+    tensors, _ = read_safetensors(path)
     return tensors
 
 
@@ -1134,21 +501,13 @@ __all__ = [
     "train_model_simple",
     "plot_losses",
     "sample_next_token",
+    "check_generate_args",
     "generate",
-    "generate_stream",
-    "generate_batch",
-    "MODEL_FILE",
-    "STATE_FILE",
-    "LATEST_FILE",
-    "ARCHITECTURE_KEYS",
-    "architecture_mismatch",
-    "save_checkpoint",
-    "read_checkpoint_config",
-    "load_checkpoint",
     "load_weights_into_gpt",
     "gpt_to_gpt2_state_dict",
     "GPT2_HUB_REPOS",
     "GPT2_WEIGHTS_SHA256",
+    "read_safetensors",
     "gpt2_mirror_name",
     "download_gpt2_weights",
     "load_gpt2_state_dict",

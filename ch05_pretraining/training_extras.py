@@ -5,28 +5,18 @@ Edit the notebook cell marked `#| export` instead, then run `python -m shared.ex
 
 import inspect
 import math
+import random
 from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
-from ch05_pretraining.pretraining import (
-    _BarReadout,
-    _epoch_batches,
-    _positive_int,
-    _resume_position,
-    _training_printer,
-    _training_state,
-    calc_loss_batch,
-    calc_loss_loader,
-    generate_and_print_sample,
-    load_checkpoint,
-    save_checkpoint,
-)
+from ch05_pretraining.checkpoints import load_checkpoint, save_checkpoint
+from ch05_pretraining.pretraining import calc_loss_batch, calc_loss_loader, generate_and_print_sample
 from shared.device import autocast_dtype, cpu_memory_reuse
+from shared.progress import TrainingProgress, positive_int
 
 
 def warmup_cosine_lr(step, peak_lr, total_steps, warmup_steps, initial_lr=3e-05, min_lr=1e-6):
@@ -38,6 +28,129 @@ def warmup_cosine_lr(step, peak_lr, total_steps, warmup_steps, initial_lr=3e-05,
         return initial_lr + step * lr_increment
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# fmt: off
+def train_model(
+    model, train_loader, val_loader, optimizer, device, n_epochs, eval_freq, eval_iter, start_context,
+    tokenizer, warmup_steps, initial_lr=3e-05, min_lr=1e-6, *, max_norm=1.0, precision="fp32",
+    grad_accum_steps=1, compile_model=False, grad_norms=None, checkpoint_dir=None, checkpoint_every=None,
+    resume=False, max_steps=None, progress=True,
+):
+    # fmt: on
+    """Appendix D's loop: train_model_simple with a learning rate that warms up linearly from ``initial_lr``
+    to the optimizer's learning rate (the peak) over ``warmup_steps`` steps, then decays along a cosine to
+    ``min_lr``, and gradients clipped to a norm of ``max_norm`` from the end of the warmup on. Returns
+    ``(train_losses, val_losses, track_tokens_seen, track_lrs)``. Beyond the book (keyword-only; the
+    defaults compute the book's loop): ``precision`` ("fp32", "bf16", "fp16", "auto"), ``grad_accum_steps``,
+    ``compile_model``, ``grad_norms`` (a list that receives each step's norm before clipping),
+    ``checkpoint_dir`` / ``checkpoint_every`` / ``resume`` (exact resuming), ``max_steps``, ``progress``.
+    Inside a process group (torchrun) it trains with DistributedDataParallel."""
+    run = _TrainingRun(
+        model, train_loader, val_loader, optimizer, device, n_epochs, eval_freq, eval_iter, warmup_steps,
+        precision, grad_accum_steps, compile_model, checkpoint_every, max_steps,
+    )  # fmt: skip
+    if resume:
+        run.resume(checkpoint_dir)
+    total_steps = n_epochs * run.steps_per_epoch
+    bar = TrainingProgress(total_steps, initial=run.step + 1, count=run.tokens_seen, enabled=progress,
+                           quiet=not run.is_main)  # fmt: skip
+    with cpu_memory_reuse() if run.device.type == "cpu" else nullcontext():  # see shared.device
+        model.train()
+        for epoch in range(run.start_epoch, n_epochs):
+            if run.stopped():
+                break
+            batches = run.epoch_batches(epoch)  # replays an interrupted epoch's shuffle when resuming
+            for step_in_epoch in range(run.start_step_in_epoch, run.steps_per_epoch):
+                run.step += 1
+                lr = warmup_cosine_lr(run.step, run.peak_lr, total_steps, warmup_steps, initial_lr, min_lr)
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = lr
+                run.track_lrs.append(lr)
+
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = run.forward_backward(batches)  # precision, accumulation, DDP
+                clip = max_norm is not None and run.step >= warmup_steps  # the erratum's >=
+                run.clip_and_step(max_norm if clip else None, record_norm=grad_norms is not None)
+                bar.step(step_loss, run.tokens_seen)
+
+                if run.step % eval_freq == 0:
+                    train_loss, val_loss = run.evaluate()
+                    bar.print(f"Ep {epoch + 1} (Iter {run.step:06d}): "
+                              f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")  # fmt: skip
+                if checkpoint_dir is not None and run.checkpoint_due(epoch, step_in_epoch):
+                    run.save(checkpoint_dir, epoch, step_in_epoch)
+                if run.stopped():
+                    break
+            run.start_step_in_epoch = 0
+            if not run.stopped() and run.is_main:
+                generate_and_print_sample(model, tokenizer, run.device, start_context, print_fn=bar.print)
+        bar.close()
+    return run.results(grad_norms)
+
+
+class _Records:
+    """Evaluation and the lists train_model returns."""
+
+    def stopped(self):
+        return self.max_steps is not None and self.step + 1 >= self.max_steps
+
+    def evaluate(self):
+        """Record (and return) the training and validation losses, averaged over the processes."""
+        was_training = self.model.training
+        self.model.eval()
+        with autocast_context(self.precision, self.device):
+            losses = [calc_loss_loader(loader, self.model, self.device, self.eval_iter)
+                      for loader in (self.train_loader, self.val_loader)]  # fmt: skip
+        self.model.train(was_training)
+        train_loss, val_loss = _mean_over_processes(losses, self.device)
+        self.train_losses.append(train_loss)
+        self.val_losses.append(val_loss)
+        self.track_tokens_seen.append(self.tokens_seen)
+        return train_loss, val_loss
+
+    def results(self, grad_norms):
+        if grad_norms is not None:
+            grad_norms[:] = self.norms
+        return self.train_losses, self.val_losses, self.track_tokens_seen, self.track_lrs
+
+
+class _Steps:
+    """A training step's forward and backward passes, clipping and optimizer step (see train_model)."""
+
+    def forward_backward(self, batches):
+        """Loss and gradients of one optimizer step over the next ``grad_accum_steps`` batches; returns the
+        step's loss (a tensor, not read: reading it would make the CPU wait for the GPU)."""
+        step_loss = 0.0
+        step_model = self.model if self.ddp is None else self.ddp
+        for micro_step in range(self.grad_accum_steps):
+            input_batch, target_batch = next(batches)
+            last_micro = micro_step == self.grad_accum_steps - 1
+            with nullcontext() if self.ddp is None or last_micro else self.ddp.no_sync():
+                with autocast_context(self.precision, self.device):
+                    loss = self.batch_loss(input_batch, target_batch, step_model, self.device)
+                    loss = loss / self.grad_accum_steps  # the mean over all the step's batches
+                (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+            step_loss += loss.detach()
+            self.tokens_seen += input_batch.numel() * self.world_size
+        return step_loss
+
+    def clip_and_step(self, max_norm, record_norm):
+        """Clip the gradients to ``max_norm`` (None: no clipping), record their norm before clipping if
+        ``record_norm``, and take the optimizer step."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        if max_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        elif record_norm:
+            norm = _grad_norm(self.params)
+        if record_norm:
+            self.norms.append(norm.item())
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
 
 
 def create_optimizer(model, lr, weight_decay=0.1, betas=(0.9, 0.999), fused=None):
@@ -136,222 +249,173 @@ def _grad_norm(params):
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
 
-def train_model(
-    model,
-    train_loader,
-    val_loader,
-    optimizer,
-    device,
-    n_epochs,
-    eval_freq,
-    eval_iter,
-    start_context,
-    tokenizer,
-    warmup_steps,
-    initial_lr=3e-05,
-    min_lr=1e-6,
-    *,
-    max_norm=1.0,
-    precision="fp32",
-    grad_accum_steps=1,
-    compile_model=False,
-    grad_norms=None,
-    checkpoint_dir=None,
-    checkpoint_every=None,
-    resume=False,
-    max_steps=None,
-    progress=True,
+def _training_state(
+    step, epoch, batch_in_epoch, epoch_rng, tokens_seen, train_losses, val_losses, track_tokens_seen
 ):
-    """Appendix D's training loop: train_model_simple plus a learning rate that warms up linearly from
-    ``initial_lr`` to the optimizer's learning rate (the peak) over ``warmup_steps`` steps and then
-    decays along a cosine to ``min_lr``, and gradient clipping to a norm of ``max_norm`` once the warmup
-    is over. Returns ``(train_losses, val_losses, track_tokens_seen, track_lrs)``: the book's three lists
-    and the learning rate of every step.
+    """The training state a checkpoint keeps beside the weights: where the run is (the optimizer step, the
+    epoch, the batches of that epoch done), what it has recorded, and the state of every random generator
+    (with the one the epoch started from, which _epoch_batches needs to replay the epoch's shuffle)."""
+    return {
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "tokens_seen": tokens_seen,
+        "train_losses": train_losses,
+        "val_losses": val_losses,
+        "track_tokens_seen": track_tokens_seen,
+        "rng": {**_rng_states(), "epoch_start_torch": epoch_rng},
+    }
 
-    Beyond the book (keyword-only; the defaults give the book's computation):
-    - ``precision``: "fp32", "bf16" (autocast), "fp16" (autocast with a gradient scaler, CUDA only) or
-      "auto" (resolve_precision: the fastest the hardware computes natively).
-    - ``grad_accum_steps``: add up the gradients of this many batches before each optimizer step, which
-      then sees one batch of ``grad_accum_steps`` times the loader's batch size. Steps and warmup count
-      optimizer steps; the batches of an epoch that do not fill a step are left out.
-    - ``compile_model``: run the training steps (the forward pass and the loss) through ``torch.compile``.
-    - ``grad_norms``: a list that receives the gradient norm of every step, measured before clipping.
-    - ``checkpoint_dir``, ``checkpoint_every``, ``resume``, ``max_steps``, ``progress``: as in
-      train_model_simple (a single-process run resumes exactly).
-    - On the CPU the loop runs inside shared.device.cpu_memory_reuse (the same results, faster steps).
-    - Inside a process group (``torchrun``, see the pretraining command), the model is wrapped in
-      DistributedDataParallel, each process reads its share of the loaders (distributed_loader), the
-      losses are averaged over the processes, and only process 0 prints and writes checkpoints.
-    """
-    n_epochs = _positive_int("n_epochs", n_epochs)
-    eval_freq = _positive_int("eval_freq", eval_freq)
-    eval_iter = _positive_int("eval_iter", eval_iter)
-    grad_accum_steps = _positive_int("grad_accum_steps", grad_accum_steps)
-    checkpoint_every = _positive_int("checkpoint_every", checkpoint_every, allow_none=True)
-    max_steps = _positive_int("max_steps", max_steps, allow_none=True)
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
-        raise ValueError(f"warmup_steps must be a positive integer, got {warmup_steps!r}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs the checkpoint_dir to resume from")
-    device = torch.device(device)
-    precision = resolve_precision(precision, device)
-    steps_per_epoch = len(train_loader) // grad_accum_steps
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"the training loader has {len(train_loader)} batches, fewer than grad_accum_steps "
-            f"({grad_accum_steps}): one optimizer step needs that many"
-        )
-    distributed = is_distributed()
-    if distributed and not isinstance(train_loader.sampler, DistributedSampler):
-        raise ValueError(
-            "inside a process group each process must read its own share of the data: pass "
-            "distributed_loader(train_loader, shuffle=True) and distributed_loader(val_loader, shuffle=False)"
-        )
-    world_size = dist.get_world_size() if distributed else 1
-    is_main = not distributed or dist.get_rank() == 0
-    total_steps = n_epochs * steps_per_epoch
-    peak_lr = optimizer.param_groups[0]["lr"]
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    params = [p for p in model.parameters() if p.requires_grad]
 
-    train_losses, val_losses, track_tokens_seen, track_lrs = [], [], [], []
-    norms = []
-    tokens_seen, global_step = 0, -1
-    start_epoch, skip_batches, saved = 0, 0, None
-    if resume:
-        saved = load_checkpoint(checkpoint_dir, model, optimizer)
-        train_losses, val_losses = saved["train_losses"], saved["val_losses"]
-        track_tokens_seen, tokens_seen = saved["track_tokens_seen"], saved["tokens_seen"]
-        global_step = saved["step"]
-        track_lrs, norms, peak_lr = saved["track_lrs"], saved["grad_norms"], saved["peak_lr"]
-        if scaler is not None and saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        start_epoch, skip_batches = _resume_position(saved, steps_per_epoch * grad_accum_steps)
+def _resume_position(saved, batches_per_epoch):
+    """(epoch, batches to skip in it) where a run goes on from a checkpoint's training state ``saved``; a
+    checkpoint saved after an epoch's last batch goes on at the start of the next epoch."""
+    if saved["batch_in_epoch"] >= batches_per_epoch:
+        return saved["epoch"] + 1, 0
+    return saved["epoch"], saved["batch_in_epoch"]
 
-    # What runs the training steps: the model itself, or DDP's wrapper around the same parameters.
-    ddp = _wrap_for_ddp(model, device) if distributed else None
-    step_model = model if ddp is None else ddp
-    # Compiled, the loss goes through torch.compile together with the forward pass: eagerly, the
-    # cross-entropy turns the (batch x tokens x 50,257) scores into fp32 copies that are written and read
-    # again several times, forward and backward; compiled, each way is one pass over the scores.
-    batch_loss = torch.compile(calc_loss_batch) if compile_model else calc_loss_batch
 
-    def save(epoch, batch_in_epoch, epoch_rng):
-        if not is_main:
+def _epoch_batches(train_loader, saved, skip_batches):
+    """An iterator over one epoch's batches, and the state of torch's generator the epoch started from.
+
+    The shuffled order of an epoch is drawn from torch's random generator when the loader's iteration
+    starts. To resume from ``saved`` (a checkpoint's training state) in the middle of an epoch, replay that
+    draw from the state the generator had then, skip the ``skip_batches`` batches already trained on, then
+    restore every generator to its state at the checkpoint."""
+    if saved is not None and skip_batches == 0:
+        _set_rng_states(saved["rng"])
+        saved = None
+    elif saved is not None:
+        torch.set_rng_state(saved["rng"]["epoch_start_torch"])
+    epoch_rng = torch.get_rng_state()
+    batches = iter(train_loader)
+    for _ in range(skip_batches):
+        next(batches)
+    if saved is not None:
+        _set_rng_states(saved["rng"])
+    return batches, epoch_rng
+
+
+def _rng_states():
+    """The states of every random generator training draws from (dropout, shuffling)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states):
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    random.setstate(states["python"])
+
+
+class _Resuming:
+    """Checkpoints and exact resuming (see train_model)."""
+
+    def resume(self, checkpoint_dir):
+        if checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
+        saved = load_checkpoint(checkpoint_dir, self.model, self.optimizer)
+        self.train_losses, self.val_losses = saved["train_losses"], saved["val_losses"]
+        self.track_tokens_seen, self.tokens_seen = saved["track_tokens_seen"], saved["tokens_seen"]
+        self.step, self.track_lrs, self.norms = saved["step"], saved["track_lrs"], saved["grad_norms"]
+        self.peak_lr = saved["peak_lr"]
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        epoch, skip = _resume_position(saved, self.steps_per_epoch * self.grad_accum_steps)
+        self.start_epoch, self.start_step_in_epoch, self.saved = epoch, skip // self.grad_accum_steps, saved
+
+    def epoch_batches(self, epoch):
+        """An iterator over the epoch's batches (the rest of it, when resuming in the middle)."""
+        if isinstance(self.train_loader.sampler, DistributedSampler):
+            self.train_loader.sampler.set_epoch(epoch)  # a new order each epoch, the same in every process
+        skip = self.start_step_in_epoch * self.grad_accum_steps
+        batches, self.epoch_rng = _epoch_batches(self.train_loader, self.saved, skip)
+        self.saved = None
+        return batches
+
+    def checkpoint_due(self, epoch, step_in_epoch):
+        due = self.checkpoint_every is not None and (self.step + 1) % self.checkpoint_every == 0
+        last = epoch == self.n_epochs - 1 and step_in_epoch == self.steps_per_epoch - 1
+        return self.stopped() or due or last
+
+    def save(self, checkpoint_dir, epoch, step_in_epoch):
+        if not self.is_main:  # one process writes for all
             return
+        batches_done = (step_in_epoch + 1) * self.grad_accum_steps
         state = _training_state(
-            global_step, epoch, batch_in_epoch, epoch_rng, tokens_seen, train_losses, val_losses,
-            track_tokens_seen,
+            self.step, epoch, batches_done, self.epoch_rng, self.tokens_seen, self.train_losses,
+            self.val_losses, self.track_tokens_seen,
         )  # fmt: skip
         state.update(
-            track_lrs=track_lrs,
-            grad_norms=norms,
-            peak_lr=peak_lr,
-            scaler=scaler.state_dict() if scaler is not None else {},
+            track_lrs=self.track_lrs,
+            grad_norms=self.norms,
+            peak_lr=self.peak_lr,
+            scaler=self.scaler.state_dict() if self.scaler is not None else {},
         )
-        save_checkpoint(checkpoint_dir, model, optimizer, state)
+        save_checkpoint(checkpoint_dir, self.model, self.optimizer, state)
 
-    report = _training_printer(progress) if is_main else lambda text: None
 
-    def evaluate():
-        was_training = model.training
-        model.eval()
-        with autocast_context(precision, device):
-            losses = [
-                calc_loss_loader(loader, model, device, eval_iter) for loader in (train_loader, val_loader)
-            ]
-        model.train(was_training)
-        return _mean_over_processes(losses, device)
+class _TrainingRun(_Steps, _Resuming, _Records):
+    """The state of one train_model run (see train_model for the arguments), and its additions."""
 
-    bar = tqdm(
-        total=total_steps, initial=global_step + 1, desc="training", disable=not (progress and is_main)
-    )
-    # Every step frees and allocates the same large tensors again (the logits, the token embedding's
-    # gradient); on the CPU their memory is kept for reuse (see shared.device.cpu_memory_reuse).
-    with cpu_memory_reuse() if device.type == "cpu" else nullcontext():
-        model.train()
-        readout = _BarReadout(bar, "tokens_per_s", tokens_seen)
-        stop = max_steps is not None and global_step + 1 >= max_steps
-        for epoch in range(start_epoch, n_epochs):
-            if stop:
-                break
-            if isinstance(train_loader.sampler, DistributedSampler):
-                train_loader.sampler.set_epoch(epoch)  # a new order each epoch, the same in every process
-            # Exact resuming, as in train_model_simple: replay the epoch's shuffle, skip what was trained on.
-            batches, epoch_rng = _epoch_batches(train_loader, saved, skip_batches)
-            saved = None
-
-            for step_in_epoch in range(skip_batches // grad_accum_steps, steps_per_epoch):
-                global_step += 1
-                lr = warmup_cosine_lr(global_step, peak_lr, total_steps, warmup_steps, initial_lr, min_lr)
-                for param_group in optimizer.param_groups:
-                    param_group["lr"] = lr
-                track_lrs.append(lr)
-
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = 0.0
-                for micro_step in range(grad_accum_steps):
-                    input_batch, target_batch = next(batches)
-                    # DDP averages the gradients over the processes in backward(); between micro-steps
-                    # of one optimizer step that exchange is wasted, so only the last one syncs.
-                    last_micro = micro_step == grad_accum_steps - 1
-                    with nullcontext() if ddp is None or last_micro else ddp.no_sync():
-                        with autocast_context(precision, device):
-                            loss = batch_loss(input_batch, target_batch, step_model, device)
-                            loss = loss / grad_accum_steps  # the mean over all the step's batches
-                        (loss if scaler is None else scaler.scale(loss)).backward()
-                    step_loss += loss.detach()
-                    tokens_seen += input_batch.numel() * world_size
-
-                if scaler is not None:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                clip = max_norm is not None and global_step >= warmup_steps
-                if clip:
-                    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                elif grad_norms is not None:
-                    norm = _grad_norm(params)
-                if grad_norms is not None:
-                    norms.append(norm.item())
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                bar.update(1)
-                readout.show(step_loss, tokens_seen)
-
-                if global_step % eval_freq == 0:
-                    train_loss, val_loss = evaluate()
-                    train_losses.append(train_loss)
-                    val_losses.append(val_loss)
-                    track_tokens_seen.append(tokens_seen)
-                    losses = f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
-                    report(f"Ep {epoch + 1} (Iter {global_step:06d}): {losses}")
-
-                batches_done = (step_in_epoch + 1) * grad_accum_steps
-                stop = max_steps is not None and global_step + 1 >= max_steps
-                due = checkpoint_every is not None and (global_step + 1) % checkpoint_every == 0
-                last = epoch == n_epochs - 1 and step_in_epoch == steps_per_epoch - 1
-                if checkpoint_dir is not None and (stop or due or last):
-                    save(epoch, batches_done, epoch_rng)
-                if stop:
-                    break
-            skip_batches = 0
-            if not stop and is_main:
-                generate_and_print_sample(model, tokenizer, device, start_context, print_fn=report)
-        bar.close()
-    if grad_norms is not None:
-        grad_norms[:] = norms
-    return train_losses, val_losses, track_tokens_seen, track_lrs
+    # fmt: off
+    def __init__(self, model, train_loader, val_loader, optimizer, device, n_epochs, eval_freq, eval_iter,
+                 warmup_steps, precision, grad_accum_steps, compile_model, checkpoint_every, max_steps):
+        # fmt: on
+        for name, value in {
+            "n_epochs": n_epochs,
+            "eval_freq": eval_freq,
+            "eval_iter": eval_iter,
+            "warmup_steps": warmup_steps,
+            "grad_accum_steps": grad_accum_steps,
+        }.items():
+            positive_int(name, value)
+        self.checkpoint_every = positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+        self.max_steps = positive_int("max_steps", max_steps, allow_none=True)
+        self.model, self.optimizer, self.eval_iter = model, optimizer, eval_iter
+        self.train_loader, self.val_loader, self.n_epochs = train_loader, val_loader, n_epochs
+        self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.grad_accum_steps = grad_accum_steps
+        self.steps_per_epoch = len(train_loader) // grad_accum_steps
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"the training loader has {len(train_loader)} batches, fewer than grad_accum_steps "
+                f"({grad_accum_steps}): one optimizer step needs that many"
+            )
+        distributed = is_distributed()
+        if distributed and not isinstance(train_loader.sampler, DistributedSampler):
+            raise ValueError(
+                "inside a process group each process must read its own share of the data: pass "
+                "distributed_loader(train_loader, shuffle=True) and "
+                "distributed_loader(val_loader, shuffle=False)"
+            )
+        self.world_size = dist.get_world_size() if distributed else 1
+        self.is_main = not distributed or dist.get_rank() == 0
+        self.peak_lr = optimizer.param_groups[0]["lr"]
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        # What runs the training steps: the model itself, or DDP's wrapper around the same parameters.
+        self.ddp = _wrap_for_ddp(model, self.device) if distributed else None
+        # Compiled, the loss goes through torch.compile together with the forward pass (see below).
+        self.batch_loss = torch.compile(calc_loss_batch) if compile_model else calc_loss_batch
+        self.train_losses, self.val_losses, self.track_tokens_seen = [], [], []
+        self.track_lrs, self.norms = [], []  # each step's learning rate and gradient norm
+        self.tokens_seen, self.step = 0, -1
+        self.start_epoch, self.start_step_in_epoch, self.saved = 0, 0, None
 
 
 __all__ = [
     "warmup_cosine_lr",
+    "train_model",
     "create_optimizer",
     "PRECISIONS",
     "resolve_precision",
     "autocast_context",
     "is_distributed",
     "distributed_loader",
-    "train_model",
 ]

@@ -11,20 +11,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from ch04_gpt.gpt import GPTModel
-from ch05_pretraining.pretraining import (
+from ch05_pretraining.checkpoints import (
     ARCHITECTURE_KEYS,
-    _BarReadout,
-    _positive_int,
-    _training_printer,
     architecture_mismatch,
-    calc_loss_loader,
     load_checkpoint,
     read_checkpoint_config,
 )
+from ch05_pretraining.pretraining import calc_loss_loader
 from shared.files import atomic_write
+from shared.progress import TrainingProgress, positive_int
 
 LABELS = {"ham": 0, "spam": 1}  # each label of the SMS Spam Collection and the class id the model predicts
 
@@ -125,7 +122,7 @@ class SpamDataset(Dataset):
         if max_length is None:
             self.max_length = longest
         else:
-            self.max_length = _positive_int("max_length", max_length)
+            self.max_length = positive_int("max_length", max_length)
         self.num_truncated = sum(len(ids) > self.max_length for ids in self.encoded_texts)
         self.encoded_texts = [
             ids[: self.max_length] + [pad_token_id] * (self.max_length - len(ids[: self.max_length]))
@@ -230,20 +227,17 @@ def train_classifier_simple(
 
     Returns ``(train_losses, val_losses, train_accs, val_accs, examples_seen)``, where ``examples_seen``
     is the number of training examples seen at the end."""
-    num_epochs = _positive_int("num_epochs", num_epochs)
-    eval_freq = _positive_int("eval_freq", eval_freq)
-    eval_iter = _positive_int("eval_iter", eval_iter)
+    num_epochs = positive_int("num_epochs", num_epochs)
+    eval_freq = positive_int("eval_freq", eval_freq)
+    eval_iter = positive_int("eval_iter", eval_iter)
     if len(train_loader) == 0:
         raise ValueError("the training loader yields no batches: fewer examples than one batch?")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("every parameter of the model is frozen: nothing would train")
 
-    report = _training_printer(progress)
-
     train_losses, val_losses, train_accs, val_accs = [], [], [], []
     examples_seen, global_step = 0, -1
-    bar = tqdm(total=num_epochs * len(train_loader), desc="training", disable=not progress)
-    readout = _BarReadout(bar, "examples_per_s")
+    bar = TrainingProgress(num_epochs * len(train_loader), speed_name="examples_per_s", enabled=progress)
     for epoch in range(num_epochs):
         model.train()
         for input_batch, target_batch in train_loader:
@@ -253,19 +247,18 @@ def train_classifier_simple(
             optimizer.step()
             examples_seen += input_batch.shape[0]  # messages, not tokens
             global_step += 1
-            bar.update(1)
-            readout.show(loss, examples_seen)
+            bar.step(loss, examples_seen)
 
             if global_step % eval_freq == 0:
                 train_loss, val_loss = evaluate_classifier(model, train_loader, val_loader, device, eval_iter)
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 losses = f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
-                report(f"Ep {epoch + 1} (Step {global_step:06d}): {losses}")
+                bar.print(f"Ep {epoch + 1} (Step {global_step:06d}): {losses}")
 
         train_accuracy = calc_accuracy_loader(train_loader, model, device, num_batches=eval_iter)
         val_accuracy = calc_accuracy_loader(val_loader, model, device, num_batches=eval_iter)
-        report(
+        bar.print(
             f"Training accuracy: {train_accuracy * 100:.2f}% | Validation accuracy: {val_accuracy * 100:.2f}%"
         )
         train_accs.append(train_accuracy)
@@ -300,7 +293,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the message is empty: there is nothing to classify")
     supported_context_length = model.pos_emb.weight.shape[0]
-    max_length = supported_context_length if max_length is None else _positive_int("max_length", max_length)
+    max_length = supported_context_length if max_length is None else positive_int("max_length", max_length)
     max_length = min(max_length, supported_context_length)
     input_ids = tokenizer.encode(text)[:max_length]
     if len(input_ids) < max_length:

@@ -17,7 +17,8 @@ import sys
 import torch
 
 from ch04_gpt.gpt import GPTModel
-from ch05_pretraining.pretraining import load_checkpoint, load_pretrained_gpt2, read_checkpoint_config
+from ch05_pretraining.checkpoints import load_checkpoint, read_checkpoint_config
+from ch05_pretraining.pretraining import load_pretrained_gpt2
 from ch07_instruct.instruct import PROMPT_STYLES, stream_response
 from shared.data import gpt2_encoding
 from shared.device import add_precision_option, generation_dtype, get_device

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ch05_pretraining.pretraining import generate_stream, text_to_token_ids
+from ch05_pretraining.fast_generation import generate_stream
+from ch05_pretraining.pretraining import text_to_token_ids
 from shared.files import atomic_write
 
 INSTRUCTION_KEYS = ("instruction", "input", "output")

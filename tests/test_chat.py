@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
-from ch05_pretraining.pretraining import save_checkpoint
+from ch05_pretraining.checkpoints import save_checkpoint
 from ch07_instruct.chat import chat_loop, load_model, parse_line
 from ch07_instruct.instruct import format_input_phi3, generate_response
 from shared.data import gpt2_encoding
@@ -86,7 +86,7 @@ def test_chat_ends_at_end_of_input(checkpoint):
 def test_chat_reports_a_missing_checkpoint(tmp_path):
     result = run_chat("--checkpoint", tmp_path / "nothing")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: no checkpoint in 'nothing'")
+    assert result.stderr.startswith(f"error: no checkpoint in {(tmp_path / 'nothing').resolve()}")
 
 
 def test_chat_needs_a_model():

@@ -4,13 +4,9 @@ import pytest
 import torch
 
 from ch04_gpt.gpt import GPTModel
-from ch05_pretraining.pretraining import (
-    create_train_val_loaders,
-    load_checkpoint,
-    read_checkpoint_config,
-    save_checkpoint,
-    train_model_simple,
-)
+from ch05_pretraining.checkpoints import load_checkpoint, read_checkpoint_config, save_checkpoint
+from ch05_pretraining.pretraining import create_train_val_loaders, train_model_simple
+from ch05_pretraining.training_extras import train_model
 from shared.data import fetch, gpt2_encoding
 
 CFG = {
@@ -37,13 +33,35 @@ def new_run(seed=123, **cfg):
 
 
 def train(loaders, num_epochs=2, **kwargs):
+    """Appendix D's train_model with chapter 5's settings (constant learning rate, no clipping), as the
+    pretraining command's --book runs it, with checkpoints."""
     model, optimizer = new_run()
     train_loader, val_loader = loaders
-    losses = train_model_simple(
+    losses = train_model(
         model, train_loader, val_loader, optimizer, "cpu", num_epochs, eval_freq=2, eval_iter=1,
-        start_context="Every effort", tokenizer=gpt2_encoding(), progress=False, **kwargs,
+        start_context="Every effort", tokenizer=gpt2_encoding(), warmup_steps=1, initial_lr=1e-3,
+        min_lr=1e-3, max_norm=None, progress=False, **kwargs,
     )  # fmt: skip
-    return model, losses
+    return model, losses[:3]
+
+
+def test_train_model_with_the_books_settings_records_train_model_simple_exactly(loaders):
+    model, optimizer = new_run(drop_rate=0.2)  # dropout on: the random draws must match too
+    simple = train_model_simple(
+        model, *loaders, optimizer, "cpu", 2, eval_freq=2, eval_iter=1, start_context="Every effort",
+        tokenizer=gpt2_encoding(), progress=False,
+    )  # fmt: skip
+    torch.manual_seed(123)
+    extras_model = GPTModel({**CFG, "drop_rate": 0.2})
+    extras_optimizer = torch.optim.AdamW(extras_model.parameters(), lr=1e-3, weight_decay=0.1)
+    extras = train_model(
+        extras_model, *loaders, extras_optimizer, "cpu", 2, eval_freq=2, eval_iter=1,
+        start_context="Every effort", tokenizer=gpt2_encoding(), warmup_steps=1, initial_lr=1e-3,
+        min_lr=1e-3, max_norm=None, progress=False,
+    )  # fmt: skip
+    assert extras[:3] == simple, "the book's settings must reproduce train_model_simple's losses exactly"
+    assert set(extras[3]) == {1e-3}, "a constant learning rate"
+    assert torch.equal(extras_model.out_head.weight, model.out_head.weight)
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -152,4 +170,4 @@ def test_bad_training_arguments(loaders):
     with pytest.raises(ValueError, match="eval_freq must be a positive integer"):
         train_model_simple(*args, 1, 0, 1, "x", gpt2_encoding())
     with pytest.raises(ValueError, match="resume=True needs the checkpoint_dir"):
-        train_model_simple(*args, 1, 1, 1, "x", gpt2_encoding(), resume=True)
+        train_model(*args, 1, 1, 1, "x", gpt2_encoding(), warmup_steps=1, resume=True)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
-from ch05_pretraining.pretraining import load_checkpoint, save_checkpoint
+from ch05_pretraining.checkpoints import load_checkpoint, save_checkpoint
 from ch06_classifier.classifier import (
     LABELS,
     SpamDataset,

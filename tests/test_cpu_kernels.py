@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from test_fast_generation import random_ids, tiny_model
 
-from ch05_pretraining import pretraining
-from ch05_pretraining.pretraining import generate
+from ch05_pretraining import fast_generation
+from ch05_pretraining.fast_generation import generate_fast
 from shared import cpu_kernels
 
 needs_kernel = pytest.mark.skipif(
@@ -113,13 +113,13 @@ def test_the_kernels_can_be_switched_off(fresh_kernels, monkeypatch):
 def kernel_calls(monkeypatch):
     """The (rows, cols) of every product that goes through the native kernel."""
     calls = []
-    one_row = pretraining.bf16_linear_one_row
+    one_row = fast_generation.bf16_linear_one_row
 
     def counted(x, weight, bias):
         calls.append(tuple(weight.shape))
         return one_row(x, weight, bias)
 
-    monkeypatch.setattr(pretraining, "bf16_linear_one_row", counted)
+    monkeypatch.setattr(fast_generation, "bf16_linear_one_row", counted)
     return calls
 
 
@@ -127,7 +127,7 @@ def kernel_calls(monkeypatch):
 def test_generate_at_batch_1_uses_the_kernel_for_each_step_after_the_prompt(kernel_calls):
     model = tiny_model("sdpa").to(torch.bfloat16)
     ids = random_ids(1, 6)
-    out = generate(model, ids, 5, 16)
+    out = generate_fast(model, ids, 5, 16)
     linears = 6 * 2 + 1  # q, k, v, out_proj, ff x 2 per block; out_head
     assert len(kernel_calls) == 4 * linears  # the prompt's pass (6 rows) goes through oneDNN
     assert kernel_calls[-1] == (100, 32)  # the output layer
@@ -140,7 +140,7 @@ def test_a_step_through_the_kernel_gives_the_logits_of_nn_linear(kernel_calls):
     token = random_ids(1, 1)
     with torch.no_grad():
         plain = model(token)
-        with pretraining._fast_step(model, token.device):
+        with fast_generation._fast_step(model, token.device):
             fast = model(token)
     assert len(kernel_calls) == 6 * 2 + 1  # every linear of the step went through the kernel
     torch.testing.assert_close(fast, plain, atol=0.05, rtol=0.02)
@@ -149,7 +149,7 @@ def test_a_step_through_the_kernel_gives_the_logits_of_nn_linear(kernel_calls):
 @needs_kernel
 def test_with_gradients_on_the_fast_step_computes_like_nn_linear(kernel_calls):
     model = tiny_model("sdpa").to(torch.bfloat16)
-    with pretraining._fast_step(model, torch.device("cpu")):
+    with fast_generation._fast_step(model, torch.device("cpu")):
         logits = model(random_ids(1, 1))
     logits.float().sum().backward()  # autograd followed every product
     assert model.out_head.weight.grad is not None

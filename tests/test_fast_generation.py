@@ -2,7 +2,7 @@
 chapter 5's generate / generate_stream / generate_batch built on it.
 
 The reference is always the book's loop on the same model: generate_text_simple (greedy) or
-generate(..., use_cache=False) (sampling, end-of-text), itself tested in test_pretraining.py. Models are
+generate(...) (sampling, end-of-text), itself tested in test_pretraining.py. Models are
 tiny, with context 16, so that 40 new tokens run well past the context length. CUDA runs the same tests
 when present.
 """
@@ -12,9 +12,10 @@ import warnings
 import pytest
 import torch
 
-from ch04_gpt.gpt import GPTModel, StaticKVCache, generate_text_simple, get_gpt_config
-from ch05_pretraining import pretraining
-from ch05_pretraining.pretraining import generate, generate_batch, generate_stream
+from ch04_gpt.gpt import GPTModel, generate_text_simple, get_gpt_config
+from ch05_pretraining import fast_generation
+from ch05_pretraining.fast_generation import StaticKVCache, generate_batch, generate_fast, generate_stream
+from ch05_pretraining.pretraining import generate
 from shared.cpu_kernels import bf16_gemv
 
 TINY = get_gpt_config(
@@ -111,12 +112,12 @@ def test_greedy_equals_generate_text_simple(device, impl, batch, prompt_len, new
     model = tiny_model(impl, device)
     ids = random_ids(batch, prompt_len)
     expected = generate_text_simple(model, ids, new_tokens, TINY["context_length"])
-    assert torch.equal(generate(model, ids, new_tokens, TINY["context_length"]), expected)
+    assert torch.equal(generate_fast(model, ids, new_tokens, TINY["context_length"]), expected)
     # a window shorter than the model's context: the cache is refilled from it at every step
     short = generate_text_simple(model, ids, 12, context_size=6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a prompt longer than 6 tokens is cropped, with a warning
-        assert torch.equal(generate(model, ids, 12, context_size=6), short)
+        assert torch.equal(generate_fast(model, ids, 12, context_size=6), short)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -128,14 +129,16 @@ def test_sampled_with_a_seed_equals_the_book_loop(device, impl, batch):
     results = []
     for use_cache in (False, True):
         torch.manual_seed(7)
-        results.append(generate(model, ids, 40, 16, temperature=1.3, top_k=7, use_cache=use_cache))
+        results.append(
+            (generate_fast if use_cache else generate)(model, ids, 40, 16, temperature=1.3, top_k=7)
+        )
     assert torch.equal(*results)
 
 
 def eos_of(model, ids, seed=3):
     """A token that sampling produces a few steps in (so that the end-of-text rule is exercised)."""
     torch.manual_seed(seed)
-    return generate(model, ids, 10, 16, temperature=1.5, use_cache=False)[0, ids.shape[1] + 4].item()
+    return generate(model, ids, 10, 16, temperature=1.5)[0, ids.shape[1] + 4].item()
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -147,7 +150,9 @@ def test_end_of_text_equals_the_book_loop(impl, batch):
     results = []
     for use_cache in (False, True):
         torch.manual_seed(3)
-        results.append(generate(model, ids, 30, 16, temperature=1.5, eos_id=eos_id, use_cache=use_cache))
+        results.append(
+            (generate_fast if use_cache else generate)(model, ids, 30, 16, temperature=1.5, eos_id=eos_id)
+        )
     assert torch.equal(*results)
     # the rule did apply: one row stops before its end-of-text; in a batch, finished rows are filled with it
     assert results[0].shape[1] < 3 + 30 if batch == 1 else (results[0][:, 3:] == eos_id).any()
@@ -159,7 +164,7 @@ def test_stream_yields_generates_tokens(eos):
     ids = random_ids(2, 4)
     eos_id = eos_of(model, ids) if eos else None
     torch.manual_seed(3)
-    expected = generate(model, ids, 30, 16, temperature=1.5, eos_id=eos_id)
+    expected = generate_fast(model, ids, 30, 16, temperature=1.5, eos_id=eos_id)
     torch.manual_seed(3)
     steps = list(generate_stream(model, ids, 30, 16, temperature=1.5, eos_id=eos_id))
     assert all(step.shape == (2, 1) for step in steps)
@@ -198,7 +203,7 @@ def test_batch_stops_each_row_at_end_of_text(impl):
     eos_id = alone[1][6 + 3].item()  # the fourth token generated for the second prompt
     results = generate_batch(model, prompts, 25, 16, eos_id=eos_id)
     for prompt, result in zip(prompts, results, strict=True):
-        assert torch.equal(result, generate(model, prompt[None], 25, 16, eos_id=eos_id)[0])
+        assert torch.equal(result, generate_fast(model, prompt[None], 25, 16, eos_id=eos_id)[0])
     assert len(results[1]) == 6 + 3
 
 
@@ -206,7 +211,7 @@ def test_batch_of_one_samples_like_generate():
     model = tiny_model("sdpa")
     prompt = random_ids(1, 5)[0]
     torch.manual_seed(11)
-    expected = generate(model, prompt[None], 30, 16, temperature=1.2, top_k=10)[0]
+    expected = generate_fast(model, prompt[None], 30, 16, temperature=1.2, top_k=10)[0]
     torch.manual_seed(11)
     (result,) = generate_batch(model, [prompt], 30, 16, temperature=1.2, top_k=10)
     assert torch.equal(result, expected)
@@ -229,33 +234,33 @@ def test_batch_argument_errors_and_long_prompts():
 # --- bf16 on the CPU: packed weights ----------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not pretraining._onednn_bf16(), reason="this CPU or torch build has no oneDNN bf16")
+@pytest.mark.skipif(not fast_generation._onednn_bf16(), reason="this CPU or torch build has no oneDNN bf16")
 def test_bf16_forwards_compute_like_nn_linear_are_kept_and_are_put_back():
     model = tiny_model("sdpa").to(torch.bfloat16)
     ids = random_ids(2, 6)
-    forwards = pretraining._bf16_forwards(model.modules(), ids.device, batched=True)
+    forwards = fast_generation._bf16_forwards(model.modules(), ids.device, batched=True)
     assert len(forwards) == 6 * TINY["n_layers"] + 1  # q, k, v, out_proj, ff x 2 per block; out_head
     assert all(f.keywords["packed"] is not None for f in forwards.values())  # a batch: packed weights
     with torch.no_grad():
         plain = model(ids)
-        with pretraining._use_forwards(forwards):
+        with fast_generation._use_forwards(forwards):
             fast = model(ids)
     torch.testing.assert_close(fast, plain, atol=0.05, rtol=0.02)
     assert not any("forward" in vars(m) for m in model.modules())  # nn.Linear.forward again
-    again = pretraining._bf16_forwards(model.modules(), ids.device)
+    again = fast_generation._bf16_forwards(model.modules(), ids.device)
     assert again[model.out_head] is forwards[model.out_head]  # kept, with its packed weight
     with torch.no_grad():
         model.out_head.weight.mul_(2)  # changed weights are packed again
-    again = pretraining._bf16_forwards(model.modules(), ids.device, batched=True)
+    again = fast_generation._bf16_forwards(model.modules(), ids.device, batched=True)
     assert again[model.out_head] is not forwards[model.out_head]
     first_ff = model.trf_blocks[0].ff.layers[0]
     assert again[first_ff] is forwards[first_ff]  # the others stay as they were
-    out = generate(model, ids, 20, 16)
+    out = generate_fast(model, ids, 20, 16)
     assert out.shape == (2, 26)
     assert not any("forward" in vars(m) for m in model.modules())
 
 
-@pytest.mark.skipif(not pretraining._onednn_bf16(), reason="this CPU or torch build has no oneDNN bf16")
+@pytest.mark.skipif(not fast_generation._onednn_bf16(), reason="this CPU or torch build has no oneDNN bf16")
 def test_bf16_weights_are_packed_only_for_batches_where_the_kernel_runs():
     """A packed copy doubles the weights' memory: at batch 1 the native kernel and the plain product do
     without it; a batch of texts gets it (and so does batch 1 where there is no kernel)."""
@@ -263,10 +268,10 @@ def test_bf16_weights_are_packed_only_for_batches_where_the_kernel_runs():
     ids = random_ids(1, 6)
 
     def packed_copies():
-        entries = [pretraining._BF16_FORWARDS.get(m) for m in model.modules()]
+        entries = [fast_generation._BF16_FORWARDS.get(m) for m in model.modules()]
         return sum(e is not None and e[1].keywords["packed"] is not None for e in entries)
 
-    assert generate(model, ids, 5, 16).shape == (1, 11)
+    assert generate_fast(model, ids, 5, 16).shape == (1, 11)
     assert packed_copies() == (0 if bf16_gemv() else 6 * TINY["n_layers"] + 1)
     assert [len(row) for row in generate_batch(model, [ids[0], ids[0, :4]], 5, 16)] == [11, 9]
     assert packed_copies() == 6 * TINY["n_layers"] + 1
@@ -275,14 +280,14 @@ def test_bf16_weights_are_packed_only_for_batches_where_the_kernel_runs():
 def test_generate_sets_the_fast_step_up_once_and_leaves_the_model_as_it_was(monkeypatch):
     model = tiny_model("sdpa")
     setups = []
-    walk = pretraining._use_fused_ops
+    walk = fast_generation._use_fused_ops
 
     def counted(modules):
         setups.append(1)
         return walk(modules)
 
-    monkeypatch.setattr(pretraining, "_use_fused_ops", counted)
-    generate(model, random_ids(1, 3), 6, 16)
+    monkeypatch.setattr(fast_generation, "_use_fused_ops", counted)
+    generate_fast(model, random_ids(1, 3), 6, 16)
     assert len(setups) == 1  # for generate's whole loop, not at each of its 6 steps
     generate_batch(model, [[1, 2], [3]], 4, 16)
     assert len(setups) == 2
@@ -291,7 +296,7 @@ def test_generate_sets_the_fast_step_up_once_and_leaves_the_model_as_it_was(monk
     assert not any(m.fused for m in model.modules() if hasattr(m, "fused"))  # between steps: as it was
     list(steps)
     assert len(setups) == 2 + 4  # streaming: one per step
-    assert len(pretraining._IN_FAST_STEP) == 0
+    assert len(fast_generation._IN_FAST_STEP) == 0
 
 
 # --- the fixed-shape step (recorded as a CUDA graph on GPUs) ----------------------------------------------
@@ -305,11 +310,11 @@ def fixed_shape_steps(monkeypatch):
     def eager_step(model, idx, room, pad):
         if model.training:
             return None
-        step = pretraining._CudaGraphStep(model, idx.shape[0], room, idx.device, record=False)
+        step = fast_generation._CudaGraphStep(model, idx.shape[0], room, idx.device, record=False)
         step.start(pad)
         return step
 
-    monkeypatch.setattr(pretraining, "_cuda_graph_step", eager_step)
+    monkeypatch.setattr(fast_generation, "_cuda_graph_step", eager_step)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -320,7 +325,7 @@ def test_fixed_shape_step_greedy_equals_generate_text_simple(
     model = tiny_model(impl)
     ids = random_ids(batch, prompt_len)
     expected = generate_text_simple(model, ids, new_tokens, TINY["context_length"])
-    assert torch.equal(generate(model, ids, new_tokens, TINY["context_length"]), expected)
+    assert torch.equal(generate_fast(model, ids, new_tokens, TINY["context_length"]), expected)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -331,7 +336,9 @@ def test_fixed_shape_step_samples_batches_and_stops_like_the_book_loop(fixed_sha
     results = []
     for use_cache in (False, True):
         torch.manual_seed(5)
-        sampled = generate(model, ids, 30, 16, temperature=1.3, top_k=7, eos_id=eos_id, use_cache=use_cache)
+        sampled = (generate_fast if use_cache else generate)(
+            model, ids, 30, 16, temperature=1.3, top_k=7, eos_id=eos_id
+        )
         results.append(sampled)
     assert torch.equal(*results)
     prompts = [random_ids(1, n, seed=n)[0].tolist() for n in (1, 5, 12, 3)]
@@ -354,31 +361,31 @@ def test_fixed_shape_step_masks_what_it_has_not_written(fixed_shape_steps, monke
             layer.values = torch.full((1, TINY["n_heads"], max_tokens, 8), float("nan"))
 
     monkeypatch.setattr(StaticKVCache, "__init__", nan_filled)
-    assert torch.equal(generate(model, ids, 10, 16), expected)
+    assert torch.equal(generate_fast(model, ids, 10, 16), expected)
 
 
 def test_attention_backends_leave_out_cudnn_on_cuda_only():
     before = torch.backends.cuda.cudnn_sdp_enabled()
-    with pretraining._attention_backends(torch.device("cuda")):
+    with fast_generation._attention_backends(torch.device("cuda")):
         assert not torch.backends.cuda.cudnn_sdp_enabled()
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
-    with pretraining._attention_backends(torch.device("cpu")):
+    with fast_generation._attention_backends(torch.device("cpu")):
         assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
 def test_a_recording_is_reused_only_where_it_fits():
     model = tiny_model()
     cpu = torch.device("cpu")
-    signature = pretraining._graph_signature(model, 2, 16, cpu)
-    assert pretraining._graph_signature(model, 2, 16, cpu) == signature
-    assert pretraining._graph_signature(model, 3, 16, cpu) != signature  # another batch size
+    signature = fast_generation._graph_signature(model, 2, 16, cpu)
+    assert fast_generation._graph_signature(model, 2, 16, cpu) == signature
+    assert fast_generation._graph_signature(model, 3, 16, cpu) != signature  # another batch size
     with torch.inference_mode():  # tensors made there cannot be written outside it
-        assert pretraining._graph_signature(model, 2, 16, cpu) != signature
+        assert fast_generation._graph_signature(model, 2, 16, cpu) != signature
     model.set_attention_impl("sdpa")
-    assert pretraining._graph_signature(model, 2, 16, cpu) != signature
+    assert fast_generation._graph_signature(model, 2, 16, cpu) != signature
     model.to(torch.bfloat16)  # new tensors at new addresses
-    assert pretraining._graph_signature(model.set_attention_impl("explicit"), 2, 16, cpu) != signature
+    assert fast_generation._graph_signature(model.set_attention_impl("explicit"), 2, 16, cpu) != signature
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -389,13 +396,13 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 def test_cuda_graph_is_recorded_once_and_replays_the_eager_step(impl):
     model = tiny_model(impl, "cuda")
     ids = random_ids(2, 5).cuda()
-    first = generate(model, ids, 9, 16)
-    _, step = pretraining._GRAPH_STEPS[model]
+    first = generate_fast(model, ids, 9, 16)
+    _, step = fast_generation._GRAPH_STEPS[model]
     assert step.graph is not None and step.cache.max_tokens == 16  # 14 tokens, rounded up to the context
-    assert torch.equal(generate(model, ids, 9, 16), first)
-    assert pretraining._GRAPH_STEPS[model][1] is step  # the recording was reused
+    assert torch.equal(generate_fast(model, ids, 9, 16), first)
+    assert fast_generation._GRAPH_STEPS[model][1] is step  # the recording was reused
     # the replayed step computes exactly what the same step computes without a recording
-    eager = pretraining._CudaGraphStep(model, 2, 16, ids.device, record=False)
+    eager = fast_generation._CudaGraphStep(model, 2, 16, ids.device, record=False)
     for s in (step, eager):
         s.start(None)
         with torch.no_grad():
@@ -409,15 +416,17 @@ def test_cuda_graph_made_in_inference_mode_and_used_outside():
     model = tiny_model("sdpa", "cuda")
     ids = random_ids(1, 5).cuda()
     with torch.inference_mode():
-        inside = generate(model, ids, 8, 16)
-    assert torch.equal(generate(model, ids, 8, 16), inside)  # a new recording, not a write to its tensors
+        inside = generate_fast(model, ids, 8, 16)
+    assert torch.equal(
+        generate_fast(model, ids, 8, 16), inside
+    )  # a new recording, not a write to its tensors
 
 
 @CUDA
 def test_cuda_graph_steps_of_two_texts_at_once_stay_apart():
     model = tiny_model("sdpa", "cuda")
     a, b = random_ids(1, 4, seed=1).cuda(), random_ids(1, 6, seed=2).cuda()
-    expected = [generate(model, ids, 12, 16) for ids in (a, b)]
+    expected = [generate_fast(model, ids, 12, 16) for ids in (a, b)]
     streams = [generate_stream(model, ids, 12, 16) for ids in (a, b)]
     tokens = [[], []]
     for step_a, step_b in zip(*streams, strict=True):  # the two generations alternate, step by step
@@ -440,5 +449,5 @@ def test_bf16_generation_on_cuda_keeps_attention_off_cudnn(monkeypatch):
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
     model = tiny_model("sdpa", "cuda").to(torch.bfloat16)
     generate(model, random_ids(1, 5).cuda(), 6, 16)
-    generate(model, random_ids(1, 5).cuda(), 6, 16, use_cache=False)
+    generate_fast(model, random_ids(1, 5).cuda(), 6, 16)
     assert seen and not any(seen)

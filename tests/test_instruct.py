@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ch05_pretraining.pretraining as pretraining
 from ch04_gpt.gpt import GPTModel, get_gpt_config
+from ch05_pretraining import fast_generation
 from ch05_pretraining.pretraining import generate, text_to_token_ids
 from ch07_instruct.instruct import (
     PHI3_RESPONSE_HEADER,
@@ -245,7 +245,7 @@ def test_stream_generate_stops_at_eos_without_yielding_it():
 def test_stream_generate_slides_past_the_context():
     model = tiny_model(context_length=8)
     idx = torch.tensor([[1, 2, 3]])
-    expected = generate(model, idx, 12, 8, use_cache=False)
+    expected = generate(model, idx, 12, 8)
     assert list(stream_generate(model, idx, 12, 8)) == expected[0, 3:].tolist()
 
 
@@ -280,8 +280,10 @@ def test_stream_response_never_splits_a_character(monkeypatch):
             return bytes(ids).decode("utf-8", errors="replace")
 
     script = iter([ord(" "), ord("a"), 0xC3, 0xA9, ord("b")])
-    # the sampler of chapter 5's generation loop, which stream_response runs on
-    monkeypatch.setattr(pretraining, "sample_next_token", lambda *args: torch.tensor([[next(script, PAD)]]))
+    # the sampler of the fast generation loop, which stream_response runs on
+    monkeypatch.setattr(
+        fast_generation, "sample_next_token", lambda *args: torch.tensor([[next(script, PAD)]])
+    )
     pieces = list(stream_response(tiny_model(256), FakeTokenizer(), {"instruction": "x"}, 10))
     assert pieces == ["a", "é", "b"]  # the leading space dropped, é handed out whole
 

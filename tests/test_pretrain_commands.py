@@ -6,8 +6,9 @@ import sys
 import pytest
 import torch
 
+from ch05_pretraining import checkpoints, fast_generation, pretrain
 from ch05_pretraining import generate as generate_command
-from ch05_pretraining import pretrain, pretraining
+from ch05_pretraining import pretraining as pretraining_module
 from ch05_pretraining.pretraining import gpt_to_gpt2_state_dict
 
 TINY = ["--emb-dim", "32", "--n-layers", "1", "--n-heads", "2", "--context-length", "32"]
@@ -45,18 +46,18 @@ def test_pretrain_resume_and_generate(tmp_path, capsys):
 def test_pretrain_fast_settings_reach_the_model(tmp_path, capsys):
     assert run_pretrain(tmp_path / "auto", "--max-steps", "1", "--device", "cpu") == 0
     assert "attention explicit, fused ops True" in capsys.readouterr().out
-    cfg = pretraining.read_checkpoint_config(tmp_path / "auto" / "checkpoints")
+    cfg = checkpoints.read_checkpoint_config(tmp_path / "auto" / "checkpoints")
     # on the CPU: chapter 3's explicit attention (faster to train there), fused LayerNorm and GELU, untied,
     # 50304 = 393 x 128 output rows
     assert cfg["attn_impl"] == "explicit" and cfg["fused_ops"] is True and not cfg.get("tie_weights")
     assert cfg["padded_vocab_size"] == 50304
     argv = ["--max-steps", "1", "--attention", "sdpa", "--no-fused-ops", "--tie-weights", "--no-pad-vocab"]
     assert run_pretrain(tmp_path / "chosen", *argv) == 0
-    cfg = pretraining.read_checkpoint_config(tmp_path / "chosen" / "checkpoints")
+    cfg = checkpoints.read_checkpoint_config(tmp_path / "chosen" / "checkpoints")
     assert cfg["attn_impl"] == "sdpa" and cfg["fused_ops"] is False and cfg["tie_weights"] is True
     assert cfg.get("padded_vocab_size") is None
     assert run_pretrain(tmp_path / "book", "--max-steps", "1", "--book") == 0
-    cfg = pretraining.read_checkpoint_config(tmp_path / "book" / "checkpoints")
+    cfg = checkpoints.read_checkpoint_config(tmp_path / "book" / "checkpoints")
     assert cfg.get("attn_impl", "explicit") == "explicit" and not cfg.get("fused_ops")
     assert cfg.get("padded_vocab_size") is None
 
@@ -71,7 +72,7 @@ def test_generate_from_a_gpt2_size(tmp_path, monkeypatch, capsys):
     safetensors.torch.save_file(
         gpt_to_gpt2_state_dict(GPTModel(get_gpt_config("124M", qkv_bias=True))), weights
     )
-    monkeypatch.setattr(pretraining, "download_gpt2_weights", lambda name: weights)
+    monkeypatch.setattr(pretraining_module, "download_gpt2_weights", lambda name: weights)
     args = [
         "--model",
         "gpt2",
@@ -99,9 +100,9 @@ def test_generate_keeps_the_weights_in_the_precision_asked_for(
 
     def recording_generate(model, *args, **kwargs):
         seen.append(next(model.parameters()).dtype)
-        return pretraining.generate(model, *args, **kwargs)
+        return fast_generation.generate_fast(model, *args, **kwargs)
 
-    monkeypatch.setattr(generate_command, "generate", recording_generate)
+    monkeypatch.setattr(generate_command, "generate_fast", recording_generate)
     argv = ["--checkpoint", str(out / "checkpoints"), "--max-new-tokens", "3", "--precision", precision]
     assert generate_command.main(argv) == 0
     assert seen == [dtype]

@@ -2,6 +2,7 @@
 
 import io
 import math
+import sys
 import warnings
 
 import pytest
@@ -11,6 +12,7 @@ from test_gpt import tiny_model as untrained_tiny_model
 from torch.utils.data import DataLoader
 
 from ch04_gpt.gpt import GPTModel, generate_text_simple
+from ch05_pretraining.fast_generation import generate_fast
 from ch05_pretraining.pretraining import (
     calc_loss_batch,
     calc_loss_loader,
@@ -157,9 +159,9 @@ def test_cached_generation_gives_the_plain_loops_tokens(kwargs, prompt_len, new)
     model = tiny_model(seed=4)
     prompt = torch.randint(0, 100, (3, prompt_len), generator=torch.Generator().manual_seed(5))
     torch.manual_seed(11)
-    cached = generate(model, prompt, new, 16, **kwargs)
+    cached = generate_fast(model, prompt, new, 16, **kwargs)
     torch.manual_seed(11)
-    plain = generate(model, prompt, new, 16, use_cache=False, **kwargs)
+    plain = generate(model, prompt, new, 16, **kwargs)
     assert cached.shape == (3, prompt_len + new)
     assert torch.equal(cached, plain)
     if not kwargs:  # greedy is chapter 4's generate_text_simple
@@ -211,31 +213,47 @@ class _CountedLoss:
         return 2.5
 
 
-def test_the_progress_bar_reads_the_loss_at_most_once_per_interval():
-    from tqdm import tqdm
+def test_the_progress_bar_reads_the_loss_at_most_once_per_interval(monkeypatch):
+    from shared import progress
 
-    from ch05_pretraining.pretraining import _BarReadout
+    monkeypatch.setattr(progress, "_in_jupyter", lambda: False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # the bar's stream outside Jupyter
+    bar = progress.TrainingProgress(100, interval=3600.0)
+    loss = _CountedLoss()
+    for step in range(100):
+        bar.step(loss, count=256 * (step + 1))
+    assert loss.reads == 1, "the first step only: the rest came within the interval"
+    assert bar.bar.postfix.startswith("loss=2.500, tokens_per_s=")
+    bar.close()
 
-    with tqdm(total=100, file=io.StringIO()) as bar:
-        loss = _CountedLoss()
-        readout = _BarReadout(bar, "tokens_per_s", interval=3600.0)
-        for step in range(100):
-            readout.show(loss, count=256 * (step + 1))
-        assert loss.reads == 1  # the first step only: the rest came within the hour
-        assert bar.postfix.startswith("loss=2.500, tokens_per_s=")
+    bar = progress.TrainingProgress(5, speed_name="examples_per_s", interval=0.0)
+    for step in range(5):
+        bar.step(loss, count=8 * (step + 1))
+    assert loss.reads == 6, "with interval 0 the loss is read at every step"
+    bar.close()
 
-        readout = _BarReadout(bar, "examples_per_s", interval=0.0)
-        for step in range(5):
-            readout.show(loss, count=8 * (step + 1))
-        assert loss.reads == 6
-
-    with tqdm(total=10, file=io.StringIO()) as bar, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("error")  # a loss that still requires grad is read without a warning
         weight = torch.ones(2, requires_grad=True)
-        _BarReadout(bar, "tokens_per_s").show((weight * 2).sum(), count=10)
-        assert bar.postfix.startswith("loss=4.000")
+        bar = progress.TrainingProgress(10)
+        bar.step((weight * 2).sum(), count=10)
+        assert bar.bar.postfix.startswith("loss=4.000")
+        bar.close()
 
-    with tqdm(total=10, disable=True) as hidden:
-        loss = _CountedLoss()
-        _BarReadout(hidden, "tokens_per_s").show(loss, count=10)
-        assert loss.reads == 0  # no bar, no reason to wait for the GPU
+    hidden = progress.TrainingProgress(10, enabled=False)
+    loss = _CountedLoss()
+    hidden.step(loss, count=10)
+    assert loss.reads == 0, "no bar, no reason to wait for the GPU"
+
+
+def test_in_jupyter_the_bar_and_the_lines_share_the_cells_output(monkeypatch, capsys):
+    from shared import progress
+
+    monkeypatch.setattr(progress, "_in_jupyter", lambda: True)
+    bar = progress.TrainingProgress(3)
+    bar.step(1.0, count=1)
+    bar.print("Ep 1 (Step 000000): Train loss 1.000, Val loss 2.000")
+    bar.close()
+    captured = capsys.readouterr()
+    assert captured.err == "", "nothing on stderr: Jupyter shows stderr in separate pink boxes"
+    assert "Ep 1 (Step 000000)" in captured.out and "training:" in captured.out
