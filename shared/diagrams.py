@@ -183,14 +183,20 @@ def tokens_per_second(speeds, bound):
     names = list(speeds)
     ax.barh(names, [speeds[n] for n in names], color=[GREY, BLUE, GREEN, ORANGE][: len(names)])
     ax.axvline(bound, color=RED, linestyle="--", lw=1)
-    ax.text(bound, len(names) - 0.45, " memory bound, float32", color=RED, fontsize=8, va="center")
+    ax.text(bound, -0.6, "memory bound,\nfloat32 weights ", color=RED, fontsize=8, ha="right", va="bottom")
     if any("bfloat16" in n for n in names):
         ax.axvline(2 * bound, color=RED, linestyle=":", lw=1)
-        ax.text(2 * bound, -0.45, " bfloat16", color=RED, fontsize=8, va="center")
+        ax.text(2 * bound, -0.6, "bfloat16 ", color=RED, fontsize=8, ha="right", va="bottom")
     for i, n in enumerate(names):
-        ax.text(speeds[n], i, f" {speeds[n]:.0f}", va="center", fontsize=8)
+        ax.text(
+            speeds[n],
+            i,
+            f" {speeds[n]:.1f}" if speeds[n] < 10 else f" {speeds[n]:.0f}",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_ylim(len(names) - 0.5, -1.3)  # room above the bars for the labels
     ax.set_xlabel("tokens per second (measured, batch 1)")
-    ax.invert_yaxis()
     fig.tight_layout()
     _show(fig)
 
