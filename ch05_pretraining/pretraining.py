@@ -81,6 +81,8 @@ def create_train_val_loaders(
     the training split does not fill one batch."""
     if not 0 < train_ratio < 1:
         raise ValueError(f"train_ratio must be between 0 and 1, got {train_ratio!r}")
+    if not text.strip():
+        raise ValueError("the text is empty: give it some text to train on")
     stride = context_length if stride is None else stride
     split_idx = int(train_ratio * len(text))
     splits = {"training": text[:split_idx], "validation": text[split_idx:]}

@@ -171,3 +171,20 @@ def test_bad_training_arguments(loaders):
         train_model_simple(*args, 1, 0, 1, "x", gpt2_encoding())
     with pytest.raises(ValueError, match="resume=True needs the checkpoint_dir"):
         train_model(*args, 1, 1, 1, "x", gpt2_encoding(), warmup_steps=1, resume=True)
+
+
+def test_a_damaged_training_state_names_the_file_and_the_previous_checkpoint(tmp_path):
+    model, optimizer = new_run()
+    save_checkpoint(tmp_path, model, optimizer, {"step": 4})
+    newest = save_checkpoint(tmp_path, model, optimizer, {"step": 9})
+    (newest / "training_state.pt").write_bytes(b"cut short")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(tmp_path, model, optimizer)
+    message = str(err.value)
+    assert str((newest / "training_state.pt").resolve()) in message, "the damaged file, by its full path"
+    assert str((tmp_path / "step-000005").resolve()) in message, "the previous complete checkpoint"
+
+
+def test_a_missing_checkpoint_is_named_by_its_full_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path.resolve() / 'none'}"):
+        read_checkpoint_config(tmp_path / "none")

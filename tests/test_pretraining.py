@@ -257,3 +257,18 @@ def test_in_jupyter_the_bar_and_the_lines_share_the_cells_output(monkeypatch, ca
     captured = capsys.readouterr()
     assert captured.err == "", "nothing on stderr: Jupyter shows stderr in separate pink boxes"
     assert "Ep 1 (Step 000000)" in captured.out and "training:" in captured.out
+
+
+def test_generation_refuses_an_empty_prompt_and_a_context_the_model_cannot_read():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        generate(model, torch.zeros(1, 0, dtype=torch.long), 3, 16)
+    with pytest.raises(ValueError, match="context_size 32 is larger than the model's context of 16 tokens"):
+        generate(model, torch.zeros(1, 2, dtype=torch.long), 3, 32)
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        generate_fast(model, torch.zeros(1, 0, dtype=torch.long), 3, 16)
+
+
+def test_an_empty_text_is_named_as_such():
+    with pytest.raises(ValueError, match="the text is empty"):
+        create_train_val_loaders(" \n", context_length=16)
