@@ -30,13 +30,19 @@ import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
+from ch05_pretraining.command_checks import (
+    EXIT_INTERRUPTED,
+    check_device,
+    checkpoint_problem,
+    fail,
+    previous_complete,
+)
 from ch05_pretraining.pretraining import (
     architecture_mismatch,
     create_train_val_loaders,
@@ -49,7 +55,7 @@ from ch05_pretraining.pretraining import (
 )
 from ch05_pretraining.training_extras import PRECISIONS, create_optimizer, distributed_loader, train_model
 from shared.data import DataError, fetch, gpt2_encoding
-from shared.device import device_problem, get_device, set_seed
+from shared.device import get_device, set_seed
 from shared.files import atomic_write
 
 
@@ -80,7 +86,6 @@ def steps_taken(checkpoint_dir: Path) -> int:
 
 COMMAND = "python -m ch05_pretraining.pretrain"
 RUN_FILE = "run.json"  # the options a run started with, compared on --resume
-EXIT_INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C
 
 # Options a resume must keep: they decide the data order, the batches, the optimizer or the learning rate
 # at every step. The others (--epochs, --max-steps, --checkpoint-every, --eval-freq, --eval-iter,
@@ -140,12 +145,7 @@ def check_args(args) -> None:
             ok = False
         if not ok:
             raise ValueError(f"{flag(name, value)}: give a number {what}")
-    device = args.device or os.environ.get("LLMFS_DEVICE")
-    if device:
-        problem = device_problem(device)
-        if problem:
-            source = f"--device {device}" if args.device else f"LLMFS_DEVICE={device}"
-            raise ValueError(f"{source}: {problem}")
+    check_device(args.device)
 
 
 def check_output_folder(out: Path) -> None:
@@ -168,29 +168,6 @@ def check_output_folder(out: Path) -> None:
         raise ValueError(
             f"--out {full}: cannot write there{where} ({reason}): choose a folder you can write to"
         ) from None
-
-
-def checkpoint_problem(folder: Path) -> str | None:
-    """What is wrong with the checkpoint ``folder`` (a file missing, cut short or damaged), None when both
-    files are whole. Reads the files' indexes only (the safetensors header, the zip directory of
-    training_state.pt), not the tensors."""
-    import safetensors
-
-    model_file, state_file = folder / "model.safetensors", folder / "training_state.pt"
-    for file in (model_file, state_file):
-        if not file.is_file():
-            return f"{file.name} is missing"
-    try:
-        with safetensors.safe_open(str(model_file), framework="pt") as f:
-            f.metadata()
-    except Exception:  # safetensors' own error types for a cut-short or damaged file
-        return f"{model_file.name} is cut short or damaged"
-    try:
-        with zipfile.ZipFile(state_file) as z:  # torch.save writes a zip archive, its index at the end
-            z.infolist()
-    except (zipfile.BadZipFile, OSError):
-        return f"{state_file.name} is cut short or damaged"
-    return None
 
 
 def _data_digest(args) -> str:
@@ -239,8 +216,7 @@ def check_resume(args, out: Path, cfg: dict, world_size: int, is_main: bool = Tr
     folder = checkpoints / latest.read_text(encoding="utf-8").strip()
     problem = checkpoint_problem(folder)
     if problem:
-        earlier = [f for f in sorted(checkpoints.glob("step-*"), reverse=True) if f.name < folder.name]
-        good = next((f for f in earlier if checkpoint_problem(f) is None), None)
+        good = previous_complete(folder)
         if good is None:
             raise ValueError(
                 f"--resume: the checkpoint {folder} is damaged ({problem}) and there is no earlier "
@@ -463,12 +439,6 @@ def start_distributed(device_name: str | None) -> tuple[torch.device, int, int]:
         torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device, dist.get_rank(), dist.get_world_size()
-
-
-def fail(parser, err: Exception):
-    """Exit with code 2 and one line on stderr: ``error: `` and the message, its lines joined."""
-    message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    parser.exit(2, f"error: {message}\n")
 
 
 def first_missing_folder(path: Path) -> Path | None:
