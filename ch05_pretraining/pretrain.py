@@ -21,7 +21,6 @@ train_model, save_checkpoint, plot_losses, generate): this file only reads the o
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -59,7 +58,6 @@ from shared.device import get_device, set_seed
 from shared.files import atomic_write
 
 
-@functools.lru_cache(maxsize=1)  # read once: checked before the run starts, then trained on
 def read_text(path: str | None) -> str:
     """The training text: a UTF-8 file, or the-verdict (fetched like every course file) by default."""
     file = fetch("the-verdict.txt") if path is None else Path(path)
@@ -170,10 +168,6 @@ def check_output_folder(out: Path) -> None:
         ) from None
 
 
-def _data_digest(args) -> str:
-    return hashlib.sha256(read_text(args.data).encode("utf-8")).hexdigest()
-
-
 def check_precision(args, device) -> None:
     """--precision fp16 needs a CUDA GPU (its gradient scaler); found out before the model is built."""
     if not args.book and args.precision == "fp16" and device.type != "cuda":
@@ -251,7 +245,7 @@ def check_resume(args, out: Path, cfg: dict, world_size: int, is_main: bool = Tr
     ]
     if started.get("processes", 1) != world_size:
         changed.append(f"{world_size} process(es) instead of {started['processes']}")
-    if started.get("data_sha256") not in (None, _data_digest(args)):
+    if started.get("data_sha256") not in (None, args.data_sha256):
         changed.append(f"another text in --data than the run's ({started.get('data') or 'the-verdict'})")
     if changed:
         keep = ", ".join(
@@ -287,7 +281,7 @@ def record_run(args, out: Path, world_size: int) -> None:
         "processes": world_size,
         "warmup_epochs": getattr(args, "warmup_epochs", args.epochs),
         "data": None if args.data is None else str(Path(args.data).absolute()),
-        "data_sha256": _data_digest(args),
+        "data_sha256": args.data_sha256,
     }
     with atomic_write(out / RUN_FILE, mode="w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
@@ -511,6 +505,7 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
         if args.pad_vocab and not args.book:  # output rows for a multiple of 128 tokens (50304 for 50257)
             cfg["padded_vocab_size"] = -(-cfg["vocab_size"] // 128) * 128
         text = read_text(args.data)
+        args.data_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()  # for run.json and --resume
         out = Path(args.out)
         notes = check_resume(args, out, cfg, world_size, is_main) if args.resume else check_fresh_run(out)
         for note in notes if is_main else ():
