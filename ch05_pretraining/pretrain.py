@@ -216,28 +216,25 @@ def check_resume(args, out: Path, cfg: dict, world_size: int, is_main: bool = Tr
                 f"--resume: the checkpoint {folder} is damaged ({problem}) and there is no earlier "
                 f"complete one: start again without --resume in another --out"
             )
-        if is_main:
-            with atomic_write(latest, mode="w", encoding="utf-8") as f:
-                f.write(good.name)
         notes.append(
             f"note: the newest checkpoint {folder} is damaged ({problem}); resuming from {good}, "
             "the previous complete one"
         )
         folder = good
-    saved_cfg = read_checkpoint_config(folder)
-    mismatch = architecture_mismatch(saved_cfg, cfg)
-    if mismatch:
-        keys = [key for key in ARCHITECTURE_FLAGS if architecture_mismatch(saved_cfg, cfg, keys=(key,))]
-        fix = ", ".join(dict.fromkeys(ARCHITECTURE_FLAGS[key](saved_cfg.get(key)) for key in keys))
-        raise ValueError(
-            f"--resume: the checkpoint {folder} holds a model of another shape ({mismatch}): resume "
-            f"with the options the run started with: {fix}"
-        )
     run_file = out / RUN_FILE
-    if not run_file.is_file():  # a run from before RUN_FILE was written: the shape was all it could check
-        return notes
-    started = json.loads(run_file.read_text(encoding="utf-8"))
-    options = started["options"]
+    if run_file.is_file():  # (a run from before RUN_FILE was written has only its shape to check)
+        notes += check_options(args, json.loads(run_file.read_text(encoding="utf-8")), world_size)
+    check_shape(folder, cfg)
+    if problem and is_main:  # all checked: the previous complete checkpoint becomes the newest
+        with atomic_write(latest, mode="w", encoding="utf-8") as f:
+            f.write(folder.name)
+    return notes
+
+
+def check_options(args, started: dict, world_size: int) -> list[str]:
+    """--resume: the options a resume must keep (RESUME_FIXED) are those the run started with (``started``,
+    read from RUN_FILE). Returns a note when --epochs changes the learning rate's schedule."""
+    options, notes = started["options"], []
     changed = [
         f"{flag(name, getattr(args, name))} instead of {flag(name, options[name])}"
         for name in RESUME_FIXED
@@ -249,7 +246,9 @@ def check_resume(args, out: Path, cfg: dict, world_size: int, is_main: bool = Tr
         changed.append(f"another text in --data than the run's ({started.get('data') or 'the-verdict'})")
     if changed:
         keep = ", ".join(
-            flag(name, options[name]) for name in RESUME_FIXED if getattr(args, name) != options[name]
+            flag(name, options[name])
+            for name in RESUME_FIXED
+            if name in options and getattr(args, name) != options[name]
         )
         raise ValueError(
             f"--resume: {'; '.join(changed)}: a resumed run keeps the batches, the optimizer and the "
@@ -263,6 +262,19 @@ def check_resume(args, out: Path, cfg: dict, world_size: int, is_main: bool = Tr
     if args.warmup_steps is None:  # the default warmup: 20% of the steps of the epochs the run started with
         args.warmup_epochs = started.get("warmup_epochs", options["epochs"])
     return notes
+
+
+def check_shape(folder: Path, cfg: dict) -> None:
+    """The model the options describe must have the shape of the checkpoint's (the flags that give it)."""
+    saved_cfg = read_checkpoint_config(folder)
+    mismatch = architecture_mismatch(saved_cfg, cfg)
+    if mismatch:
+        keys = [key for key in ARCHITECTURE_FLAGS if architecture_mismatch(saved_cfg, cfg, keys=(key,))]
+        fix = ", ".join(dict.fromkeys(ARCHITECTURE_FLAGS[key](saved_cfg.get(key)) for key in keys))
+        raise ValueError(
+            f"--resume: the checkpoint {folder} holds a model of another shape ({mismatch}): resume "
+            f"with the options the run started with: {fix}"
+        )
 
 
 def warmup_steps(args, steps_per_epoch: int) -> int:
