@@ -305,8 +305,8 @@ def resume_from_message(err):
     return argv[3:]
 
 
-def test_ctrl_c_during_training_prints_the_resume_command(tmp_path):
-    argv = [*QUIET, "--out", "run", "--epochs", "1", "--checkpoint-every", "2", "--max-steps", "30"]
+def test_ctrl_c_during_training_prints_the_resume_command(tmp_path, monkeypatch):
+    argv = [*QUIET, "--out", "run", "--epochs", "1", "--checkpoint-every", "2"]
     process = command("ch05_pretraining.pretrain", *argv, cwd=tmp_path)
     latest = tmp_path / "run" / "checkpoints" / "latest"
     deadline = time.monotonic() + 120
@@ -323,14 +323,11 @@ def test_ctrl_c_during_training_prints_the_resume_command(tmp_path):
     # checkpoints, latest and run.json get the mode a plain open() gives (umask 022), readable by others
     for file in [latest, tmp_path / "run" / "run.json", *checkpoint.iterdir()]:
         assert stat.S_IMODE(file.stat().st_mode) == 0o644, file
-    # the printed command carries on to the end
-    assert (
-        pretrain.main(
-            [*resume_from_message(err)[:-3], str(tmp_path / "run"), "--max-steps", "30", "--resume"]
-        )
-        == 0
-    )
-    assert latest.read_text() == "step-000030"
+    # the printed command carries on to the end (run here in-process, from the same folder)
+    monkeypatch.chdir(tmp_path)
+    steps = int(latest.read_text().split("-")[1])
+    assert pretrain.main([*resume_from_message(err), "--max-steps", str(steps + 2)]) == 0  # 2 more steps
+    assert latest.read_text() == f"step-{steps + 2:06d}"
 
 
 CTRL_C_IN_A_CHECKPOINT_WRITE = textwrap.dedent(
@@ -348,7 +345,7 @@ CTRL_C_IN_A_CHECKPOINT_WRITE = textwrap.dedent(
 )
 
 
-def test_ctrl_c_during_a_checkpoint_write_leaves_the_previous_one_and_a_resumable_run(tmp_path):
+def test_ctrl_c_during_a_checkpoint_write_leaves_the_previous_one_and_a_resumable_run(tmp_path, monkeypatch):
     argv = [*QUIET, "--out", "run", "--epochs", "1", "--checkpoint-every", "2", "--max-steps", "6"]
     process = spawn(["-c", CTRL_C_IN_A_CHECKPOINT_WRITE, *argv], cwd=tmp_path)
     code, out, err = finished(process)
@@ -359,10 +356,8 @@ def test_ctrl_c_during_a_checkpoint_write_leaves_the_previous_one_and_a_resumabl
         err, f"the last complete checkpoint is {checkpoints / 'step-000002'}", prefix="interrupted: "
     )
     assert "Traceback" not in err and "enforce fail" not in err
-    assert (
-        pretrain.main([*resume_from_message(err)[:-3], str(tmp_path / "run"), "--max-steps", "6", "--resume"])
-        == 0
-    )
+    monkeypatch.chdir(tmp_path)
+    assert pretrain.main(resume_from_message(err)) == 0
     assert (checkpoints / "latest").read_text() == "step-000006"
 
 
@@ -489,14 +484,19 @@ def test_chat_ends_with_a_newline_at_ctrl_d_and_quits_at_ctrl_c_on_the_prompt(mo
     chat.chat_loop(None, Tokenizer(), [], written.append, prompt="> ")
     assert written == ["> ", "\n"]  # the shell's prompt starts on its own line
 
-    def lines():
-        yield "hello"
-        raise KeyboardInterrupt  # Ctrl-C while the next line is read
-
     monkeypatch.setattr(chat, "check_args", lambda args: None)
     monkeypatch.setattr(chat, "load_model", lambda *a: torch.nn.Linear(1, 1))
     monkeypatch.setattr(chat, "gpt2_encoding", Tokenizer)
-    monkeypatch.setattr(chat.sys, "stdin", lines())
+
+    class Stdin:
+        def isatty(self):
+            return False
+
+        def __iter__(self):
+            yield "hello"
+            raise KeyboardInterrupt  # Ctrl-C while the next line is read
+
+    monkeypatch.setattr(chat.sys, "stdin", Stdin())
     assert chat.main(["--checkpoint", "x", "--device", "cpu", "--precision", "fp32"]) == 0
     captured = capsys.readouterr()
     assert captured.out == " hi\n\n" and captured.err == ""
