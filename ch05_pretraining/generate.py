@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, DataError) as err:
         fail(parser, err)
     except KeyboardInterrupt:  # Ctrl-C: stop quietly, nothing half-written
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # the shell's prompt on a line of its own, after the ^C
         return EXIT_INTERRUPTED
     for warning in caught:  # e.g. a prompt longer than the context, cropped
         print(f"note: {warning.message}", file=sys.stderr)

@@ -318,7 +318,8 @@ def report_interrupt(out: Path, argv: list[str]) -> None:
             "nothing was saved before the first checkpoint (--checkpoint-every N saves one every N steps); "
             f"to start again: {rerun_command(argv, resume=False)}"
         )
-    print(f"interrupted: {message}", file=sys.stderr)
+    start = "\n" if sys.stderr.isatty() else ""  # in a terminal: below the progress bar and the ^C
+    print(f"{start}interrupted: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
