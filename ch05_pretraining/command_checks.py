@@ -74,9 +74,10 @@ def check_checkpoint(path: str | Path, option: str = "--checkpoint") -> Path:
             f"{option} {full} holds no checkpoint (no {MODEL_FILE}, no '{LATEST_FILE}' file): give a "
             "step-NNNNNN folder, or the checkpoints folder of a run (pretrain's --out, then checkpoints)"
         )
-    problem = checkpoint_problem(folder, need_state=False)
+    has_state = (folder / STATE_FILE).exists()  # loading the weights reads the training state too
+    problem = checkpoint_problem(folder, need_state=has_state)
     if problem:
-        good = previous_complete(folder, need_state=False)
+        good = previous_complete(folder, need_state=has_state)
         instead = f": the previous one is complete: {option} {good}" if good else ""
         raise ValueError(f"{option}: the checkpoint {folder} is damaged ({problem}){instead}")
     return folder

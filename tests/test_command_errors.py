@@ -175,14 +175,31 @@ def test_pretrain_out_that_cannot_be_written_fails_within_a_second(tmp_path, cap
     assert list(existing.iterdir()) == []
 
 
+def immutable(folder):
+    """Make ``folder`` refuse every write, root's too (chattr +i, on ext4 and xfs); False where it can't."""
+    try:
+        return subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
 def test_pretrain_out_not_writable_as_a_subprocess(tmp_path):
-    start = time.perf_counter()
-    code, out, err = finished(
-        command("ch05_pretraining.pretrain", *QUIET, "--out", "/proc/1/run", cwd=tmp_path)
-    )
+    """An existing folder that cannot be written (immutable where chattr works, else /proc's) is refused
+    before any data are read: the run that would have been lost at its first checkpoint never starts."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if not immutable(folder):
+        folder = Path("/proc/1")
+    try:
+        start = time.perf_counter()
+        code, out, err = finished(command("ch05_pretraining.pretrain", *QUIET, "--out", folder, cwd=tmp_path))
+        elapsed = time.perf_counter() - start
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path / "read-only")], capture_output=True)
     assert code == 2 and out == ""
-    assert_one_line(err, "--out /proc/1/run: cannot write there (in /proc/1, where it would be created")
-    print(f"read-only --out refused after {time.perf_counter() - start:.1f} s, Python's start-up included")
+    assert_one_line(err, f"--out {folder}: cannot write there (", "choose a folder you can write to")
+    assert list((tmp_path / "read-only").iterdir()) == []
+    print(f"read-only --out refused after {elapsed:.1f} s, Python's start-up included")
 
 
 @pytest.fixture(scope="module")
@@ -265,16 +282,24 @@ def test_resume_from_a_damaged_checkpoint_falls_back_to_the_previous_one(finishe
     assert (run / "checkpoints" / "latest").read_text() == "step-000003"
 
 
-def test_generate_names_a_damaged_checkpoint_and_the_previous_one(finished_run, tmp_path, capsys):
+def test_generate_names_a_damaged_checkpoint_and_the_previous_one(
+    finished_run, tmp_path, capsys, monkeypatch
+):
     run = copy_run(finished_run, tmp_path)
     weights = run / "checkpoints" / "step-000002" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:5000])
     for given in (run, run / "checkpoints"):  # a run's --out is taken for its checkpoints folder
+        monkeypatch.setattr(generate_command, "load_model", lambda *a: pytest.fail("loaded a model"))
         err = refused(capsys, generate_command.main, ["--checkpoint", str(given)])
         assert (
             f"--checkpoint: the checkpoint {weights.parent} is damaged (model.safetensors is cut short or "
             f"damaged): the previous one is complete: --checkpoint {run / 'checkpoints' / 'step-000001'}"
         ) in err
+    weights.write_bytes((finished_run / "checkpoints" / "step-000002" / "model.safetensors").read_bytes())
+    state = weights.parent / "training_state.pt"  # read by load_checkpoint as well
+    state.write_bytes(state.read_bytes()[:-100])
+    err = refused(capsys, chat.main, ["--checkpoint", str(run)])
+    assert f"--checkpoint: the checkpoint {weights.parent} is damaged (training_state.pt is cut short" in err
 
 
 def test_an_interruption_before_the_first_checkpoint_leaves_nothing(tmp_path, capsys, monkeypatch):
