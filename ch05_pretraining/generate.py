@@ -18,14 +18,21 @@ import torch
 
 from ch04_gpt.gpt import GPTModel
 from ch05_pretraining.checkpoints import load_checkpoint, read_checkpoint_config
+from ch05_pretraining.command_checks import (
+    EXIT_INTERRUPTED,
+    check_checkpoint,
+    check_device,
+    check_sampling_args,
+    fail,
+    offline_answer_at_once,
+)
 from ch05_pretraining.fast_generation import generate_fast
 from ch05_pretraining.pretraining import (
-    _check_sampling,
     load_pretrained_gpt2,
     text_to_token_ids,
     token_ids_to_text,
 )
-from shared.data import gpt2_encoding
+from shared.data import DataError, gpt2_encoding
 from shared.device import add_precision_option, generation_dtype, get_device
 
 END_OF_TEXT = 50256  # GPT-2's <|endoftext|>
@@ -38,11 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="a checkpoint folder, or the checkpoints folder of a run")
     source.add_argument(
-        "--model", default="124M", help="a GPT-2 size (124M, 355M, 774M, 1558M, gpt2-medium, ...)"
+        "--checkpoint", help="a checkpoint folder (step-NNNNNN), a run's checkpoints folder, or a run's --out"
     )
-    p.add_argument("--prompt", default="Every effort moves you")
+    source.add_argument(
+        "--model",
+        default="124M",
+        help="a GPT-2 size (124M, 355M, 774M, 1558M, gpt2-medium, ...), downloaded once; offline, from the "
+        "folder LLMFS_DATA_MIRROR names",
+    )
+    p.add_argument("--prompt", default="Every effort moves you", help="the text to continue (not empty)")
     p.add_argument("--max-new-tokens", type=int, default=50)
     p.add_argument("--temperature", type=float, default=0.0, help="0: always the most likely token")
     p.add_argument("--top-k", type=int, help="sample only among the k most likely tokens")
@@ -53,11 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args) -> None:
+    """Every option, before a model is loaded (or downloaded): a ValueError in the command's terms."""
+    check_sampling_args(args.temperature, args.top_k, args.max_new_tokens)
+    if not args.prompt:
+        raise ValueError("--prompt is empty: give the text the model should continue, e.g. --prompt 'Hello'")
+    check_device(args.device)
+    if args.checkpoint:
+        args.checkpoint = check_checkpoint(args.checkpoint)
+
+
 def load_model(args, device: torch.device) -> GPTModel:
     if args.checkpoint:
         model = GPTModel(read_checkpoint_config(args.checkpoint))
         load_checkpoint(args.checkpoint, model)
         return model.to(device).eval()
+    offline_answer_at_once()
     return load_pretrained_gpt2(args.model, device=device)
 
 
@@ -65,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _check_sampling(args.temperature, args.top_k)  # before a model is loaded (or downloaded)
+        check_args(args)
         device = get_device(args.device)
         model = load_model(args, device).to(generation_dtype(device, args.precision))
         tokenizer = gpt2_encoding()
@@ -82,8 +105,12 @@ def main(argv: list[str] | None = None) -> int:
                 top_k=args.top_k,
                 eos_id=END_OF_TEXT if args.stop_at_eos else None,
             )
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    except (ValueError, FileNotFoundError, DataError) as err:
+        fail(parser, err)
+    except KeyboardInterrupt:  # Ctrl-C: stop quietly, nothing half-written
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # the shell's prompt on a line of its own, after the ^C
+        return EXIT_INTERRUPTED
     for warning in caught:  # e.g. a prompt longer than the context, cropped
         print(f"note: {warning.message}", file=sys.stderr)
     print(token_ids_to_text(ids.cpu(), tokenizer))

@@ -23,6 +23,7 @@ of chapter 5's train_model_simple, and keeps the checkpoints and exact resuming.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -32,7 +33,24 @@ import torch
 import torch.distributed as dist
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
+from ch05_pretraining.command_checks import (
+    EXIT_INTERRUPTED,
+    fail,
+)
 from ch05_pretraining.fast_generation import generate_fast
+from ch05_pretraining.pretrain_checks import (
+    check_args,
+    check_fresh_run,
+    check_output_folder,
+    check_precision,
+    check_resume,
+    check_steps,
+    first_missing_folder,
+    record_run,
+    remove_if_no_checkpoint,
+    report_interrupt,
+    warmup_steps,
+)
 from ch05_pretraining.pretraining import (
     create_train_val_loaders,
     plot_losses,
@@ -40,7 +58,7 @@ from ch05_pretraining.pretraining import (
     token_ids_to_text,
 )
 from ch05_pretraining.training_extras import PRECISIONS, create_optimizer, distributed_loader, train_model
-from shared.data import fetch, gpt2_encoding
+from shared.data import DataError, fetch, gpt2_encoding
 from shared.device import get_device, set_seed
 from shared.files import atomic_write
 
@@ -49,8 +67,11 @@ def read_text(path: str | None) -> str:
     """The training text: a UTF-8 file, or the-verdict (fetched like every course file) by default."""
     file = fetch("the-verdict.txt") if path is None else Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"no such text file: {path}")
+        what = "a folder, not a text file" if file.is_dir() else "no such text file"
+        raise FileNotFoundError(f"--data {file.absolute()}: {what}")
     data = file.read_bytes()
+    if not data.strip():
+        raise ValueError(f"--data {file.absolute()}: the file is empty: give a file that holds the text")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -73,8 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data", help="UTF-8 text file to train on (default: the-verdict.txt, as in the book)")
-    p.add_argument("--out", default="runs/pretrain", help="folder for checkpoints and the loss plot")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument(
+        "--out",
+        default="runs/pretrain",
+        help="folder for the checkpoints, the loss plot and the run's options (run.json); checked before "
+        "anything starts. A checkpoint holds the weights and the optimizer state: 1.9 GB for 124M (650 MB + "
+        "1.3 GB); the two newest are kept",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in --out. A resume may change --epochs (the learning "
+        "rate's decay is planned again over the new length, with a note), --max-steps, --checkpoint-every, "
+        "--eval-freq, --eval-iter, --start-context, --device, --precision, --attention, --fused-ops, "
+        "--compile, --no-progress; any other change is refused",
+    )
     model = p.add_argument_group("model (a GPT-2 configuration, then overrides)")
     model.add_argument("--config", default="124M", help="124M, 355M, 774M, 1558M, or a book name")
     model.add_argument("--context-length", type=int, default=256, help="the book trains with 256")
@@ -95,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-ratio", type=float, default=0.9, help="share of the text used for training")
     train.add_argument("--eval-freq", type=int, default=5, help="evaluate every N steps")
     train.add_argument("--eval-iter", type=int, default=5, help="batches per evaluation")
-    train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: at the end)")
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        help="steps between checkpoints (default: at the end only); Ctrl-C stops the run, and --resume "
+        "carries on from the newest checkpoint",
+    )
     train.add_argument("--max-steps", type=int, help="stop after N optimizer steps in all")
     train.add_argument("--seed", type=int, default=123)
     train.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
@@ -176,6 +215,7 @@ def start_distributed(device_name: str | None) -> tuple[torch.device, int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     overrides = {
         key: value
@@ -192,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides["tie_weights"] = True
     if args.book and "WORLD_SIZE" in os.environ:
         parser.exit(2, "error: --book runs the book's single-process loop; start it without torchrun\n")
+    out = Path(args.out)
+    try:  # before anything is read, built or written
+        check_args(args)
+        check_output_folder(out)
+    except ValueError as err:
+        fail(parser, err)
+    created = first_missing_folder(out)
     device, rank, world_size = start_distributed(args.device)
     if not args.book:
         if args.attention == "auto":
@@ -201,6 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     is_main = rank == 0
     try:
         return _run(parser, args, overrides, device, rank, world_size, is_main)
+    except KeyboardInterrupt:  # Ctrl-C: a normal way to stop; the checkpoints on disk are all complete
+        if is_main:
+            report_interrupt(out, argv)
+            remove_if_no_checkpoint(created, out)
+        return EXIT_INTERRUPTED
+    except SystemExit:
+        if is_main:
+            remove_if_no_checkpoint(created, out)
+        raise
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
@@ -213,6 +269,12 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
         if args.pad_vocab and not args.book:  # output rows for a multiple of 128 tokens (50304 for 50257)
             cfg["padded_vocab_size"] = -(-cfg["vocab_size"] // 128) * 128
         text = read_text(args.data)
+        args.data_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()  # for run.json and --resume
+        out = Path(args.out)
+        notes = check_resume(args, out, cfg, world_size, is_main) if args.resume else check_fresh_run(out)
+        for note in notes if is_main else ():
+            print(note, file=sys.stderr)
+        check_precision(args, device)
         set_seed(args.seed)
         model = GPTModel(cfg).to(device)  # the same initial weights in every process
         train_loader, val_loader = create_train_val_loaders(
@@ -227,9 +289,10 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
         else:
             optimizer = create_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
         tokenizer = gpt2_encoding()
-        out = Path(args.out)
-        if is_main:
+        check_steps(args, train_loader)
+        if is_main:  # everything is checked: only now is anything written
             out.mkdir(parents=True, exist_ok=True)
+            record_run(args, out, world_size)
         steps_per_epoch = len(train_loader) // (1 if args.book else args.grad_accum)
         batch = args.batch_size * world_size * (1 if args.book else args.grad_accum)
         say(
@@ -267,7 +330,7 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
             )
         else:
             total_steps = args.epochs * steps_per_epoch
-            warmup = args.warmup_steps if args.warmup_steps is not None else max(1, int(0.2 * total_steps))
+            warmup = warmup_steps(args, steps_per_epoch)
             compile_model = device.type == "cuda" if args.compile is None else args.compile
             if device.type == "cuda":
                 torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (TF32)
@@ -294,8 +357,8 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
                 compile_model=compile_model,
                 **common,
             )
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    except (ValueError, FileNotFoundError, DataError) as err:
+        fail(parser, err)
     if not is_main:
         return 0
     elapsed = time.perf_counter() - start

@@ -3,9 +3,10 @@
     python -m ch07_instruct.chat --checkpoint path/to/checkpoint      # saved by chapter 7's notebook
     python -m ch07_instruct.chat --gpt2 "gpt2-medium (355M)"           # OpenAI's GPT-2, not fine-tuned
 
-Type an instruction and press Enter; an empty line is skipped, `exit`, `quit` or end of input (Ctrl-D)
-ends the session. To give an input as well, put it after ` | `: `Translate to French | Good morning`.
-Instructions can also be piped in, one per line:
+Type an instruction and press Enter; an empty line is skipped, `exit`, `quit`, end of input (Ctrl-D) or
+Ctrl-C at the prompt ends the session; Ctrl-C while an answer is written stops that answer. To give an
+input as well, put it after ` | `: `Translate to French | Good morning`.
+Instructions can also be piped in, one per line (the answers are then separated by a blank line):
 `printf 'Name a colour.\\n' | python -m ch07_instruct.chat --checkpoint ...`.
 """
 
@@ -18,9 +19,16 @@ import torch
 
 from ch04_gpt.gpt import GPTModel
 from ch05_pretraining.checkpoints import load_checkpoint, read_checkpoint_config
+from ch05_pretraining.command_checks import (
+    check_checkpoint,
+    check_device,
+    check_sampling_args,
+    fail,
+    offline_answer_at_once,
+)
 from ch05_pretraining.pretraining import load_pretrained_gpt2
 from ch07_instruct.instruct import PROMPT_STYLES, stream_response
-from shared.data import gpt2_encoding
+from shared.data import DataError, gpt2_encoding
 from shared.device import add_precision_option, generation_dtype, get_device
 
 INPUT_SEPARATOR = " | "
@@ -47,7 +55,13 @@ def parse_line(line):
 def chat_loop(model, tokenizer, lines, write=None, *, style="alpaca", prompt="", **kwargs):
     """Answer each instruction in ``lines`` (an iterable of strings), writing the answer piece by piece with
     ``write`` (default: to stdout, flushed at once). ``kwargs`` go to stream_response (max_new_tokens,
-    temperature, top_k). Returns the answers, one string per instruction."""
+    temperature, top_k). Returns the answers, one string per instruction.
+
+    ``prompt`` (e.g. "> " in a terminal) is written before each line is read, and a newline after the
+    last one when the input ends, so that the shell's prompt starts on a line of its own. Without a
+    prompt (input from a pipe), a blank line separates the answers. Ctrl-C while an answer is written
+    stops that answer (marked " [stopped]") and goes on with the next line; Ctrl-C while a line is read
+    ends the loop (a KeyboardInterrupt, for the caller)."""
     if write is None:
 
         def write(text):
@@ -60,8 +74,10 @@ def chat_loop(model, tokenizer, lines, write=None, *, style="alpaca", prompt="",
     for line in lines:
         line = line.strip()
         if line.lower() in EXIT_WORDS:
-            break
+            return answers
         if line:
+            if answers and not prompt:
+                write("\n")  # piped: a blank line between two answers
             pieces = []
             try:
                 for piece in stream_response(
@@ -76,9 +92,13 @@ def chat_loop(model, tokenizer, lines, write=None, *, style="alpaca", prompt="",
                     write(piece)
             except ValueError as err:  # a prompt too long for the model: say so and carry on
                 write(f"[{err}]")
+            except KeyboardInterrupt:  # Ctrl-C during an answer: stop it, keep what was written
+                write(" [stopped]")
             answers.append("".join(pieces))
             write("\n")
         write(prompt)
+    if prompt:
+        write("\n")  # end of input (Ctrl-D) on the prompt's line
     return answers
 
 
@@ -108,18 +128,28 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the fastest available)")
     add_precision_option(parser)
     args = parser.parse_args(argv)
-    if args.max_new_tokens < 1:
-        parser.error("--max-new-tokens must be at least 1")
     try:
+        check_args(args)
         device = get_device(args.device)
+        if args.gpt2 is not None:
+            offline_answer_at_once()
         model = load_model(args.checkpoint, args.gpt2, device).to(generation_dtype(device, args.precision))
-        torch.manual_seed(args.seed)
-        interactive = sys.stdin.isatty()
-        if interactive:
-            print("Type an instruction (optionally `instruction | input`); `exit` or Ctrl-D ends.")
+        tokenizer = gpt2_encoding()
+    except (FileNotFoundError, ValueError, DataError) as err:
+        fail(parser, err)
+    except KeyboardInterrupt:  # while the model loads
+        return 0
+    torch.manual_seed(args.seed)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(
+            "Type an instruction (optionally `instruction | input`); `exit`, Ctrl-D or Ctrl-C at the prompt "
+            "ends, Ctrl-C during an answer stops it."
+        )
+    try:
         chat_loop(
             model,
-            gpt2_encoding(),
+            tokenizer,
             sys.stdin,
             style=args.style,
             prompt="> " if interactive else "",
@@ -127,12 +157,17 @@ def main(argv=None):
             temperature=args.temperature,
             top_k=args.top_k,
         )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C at the prompt: the end of the session
         print()
     return 0
+
+
+def check_args(args) -> None:
+    """Every option, before a model is loaded (or downloaded): a ValueError in the command's terms."""
+    check_sampling_args(args.temperature, args.top_k, args.max_new_tokens)
+    check_device(args.device)
+    if args.checkpoint is not None:
+        args.checkpoint = check_checkpoint(args.checkpoint)
 
 
 if __name__ == "__main__":

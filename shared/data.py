@@ -243,3 +243,43 @@ def gpt2_encoding():
 
     seed_tiktoken_cache()
     return tiktoken.get_encoding("gpt2")
+
+
+HUB_ENDPOINT_ENV = "HF_ENDPOINT"
+_PROXY_ENVS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether a connection to the Hugging Face hub (``$HF_ENDPOINT``, default huggingface.co) opens within
+    ``timeout`` seconds. Behind a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) the answer is yes: only the
+    proxy can tell."""
+    import socket
+    import urllib.parse
+
+    if any(os.environ.get(name) for name in _PROXY_ENVS):
+        return True
+    url = urllib.parse.urlsplit(os.environ.get(HUB_ENDPOINT_ENV) or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def hub_offline_unless_reachable(timeout: float = 2.0) -> bool:
+    """Put ``huggingface_hub`` in offline mode (``HF_HUB_OFFLINE``) for this process when the hub cannot be
+    reached, so that a file missing from its cache fails at once instead of after five retries (about
+    25 s); files in its cache and in the offline mirror are found as before. Returns whether it is
+    offline now. For the commands, before they load GPT-2's weights."""
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return True
+    if hub_reachable(timeout):
+        return False
+    os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub is imported
+    try:
+        import huggingface_hub.constants
+    except ImportError:
+        return True
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # read at every request once it is imported
+    return True

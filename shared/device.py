@@ -23,10 +23,14 @@ def _torch_version() -> tuple[int, int]:
 def get_device(prefer: str | None = None) -> torch.device:
     """The device to train on: CUDA, then MPS (torch >= 2.9 only), then the CPU.
 
-    ``prefer`` (or the environment variable ``LLMFS_DEVICE``) forces a choice, e.g. "cpu".
+    ``prefer`` (or the environment variable ``LLMFS_DEVICE``) forces a choice, e.g. "cpu"; a ValueError
+    says why when this machine cannot run it (device_problem).
     """
     prefer = prefer or os.environ.get("LLMFS_DEVICE")
     if prefer:
+        problem = device_problem(prefer)
+        if problem:
+            raise ValueError(f"device {prefer!r}: {problem}")
         return torch.device(prefer)
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -34,6 +38,36 @@ def get_device(prefer: str | None = None) -> torch.device:
     if mps is not None and mps.is_available() and _torch_version() >= MIN_TORCH_FOR_MPS:
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``name`` (e.g. "cuda", "cuda:1", "mps") cannot be used on this machine, in one phrase that
+    ends with what to use instead; None when it can. Checked before any work, so that a wrong device
+    is not found out by the first tensor moved to it."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        return "not a device PyTorch knows: use cpu, cuda, cuda:N (the Nth GPU) or mps"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "no GPU that PyTorch can use" if torch.version.cuda else "a PyTorch built without CUDA"
+            return f"this machine has {why}: use cpu, or leave the option out for the best available"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            return f"this machine has {count} CUDA GPU(s), numbered from 0: use cuda:0 to cuda:{count - 1}"
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return (
+                "Apple's MPS is not available here: use cpu, or leave the option out for the best available"
+            )
+        if _torch_version() < MIN_TORCH_FOR_MPS:
+            return (
+                "the course needs PyTorch 2.9 or later on MPS (earlier versions give wrong results): use cpu"
+            )
+    if device.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        return "no Intel GPU (xpu) is available here: use cpu"
+    return None
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -134,3 +134,30 @@ def test_cpu_memory_reuse_elsewhere_changes_nothing(monkeypatch):
     monkeypatch.setattr(device, "_glibc", lambda: None)
     with device.cpu_memory_reuse() as took_effect:
         assert took_effect is False
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("tpu", "not a device PyTorch knows: use cpu, cuda, cuda:N (the Nth GPU) or mps"),
+        ("cuda:99", ": use "),  # no such GPU here, whether or not this machine has CUDA
+        ("cpu", None),
+        ("meta", None),
+    ],
+)
+def test_device_problem_says_why_a_device_cannot_be_used(name, problem):
+    found = device.device_problem(name)
+    assert found == problem if problem is None else problem in found
+    if problem is not None:
+        with pytest.raises(ValueError, match=f"device '{name}': "):
+            device.get_device(name)
+
+
+def test_a_missing_gpu_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "use cpu" in device.device_problem("cuda")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert "MPS is not available here" in device.device_problem("mps")
+    monkeypatch.setenv("LLMFS_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="device 'cuda': this machine has"):
+        device.get_device()

@@ -24,6 +24,10 @@ def test_help_of_both_commands():
     for module in ("ch05_pretraining.pretrain", "ch05_pretraining.generate"):
         result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "usage: python -m " + module in result.stdout
+        if module.endswith("pretrain"):  # the disk space checkpoints take, and what a resume may change
+            text = " ".join(result.stdout.split())
+            assert "1.9 GB for 124M" in text and "the two newest are kept" in text
+            assert "A resume may change --epochs" in text
 
 
 def test_pretrain_resume_and_generate(tmp_path, capsys):
@@ -138,7 +142,7 @@ def test_generate_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):  # checked before any model is loaded
         generate_command.main(["--model", "124M", "--temperature", "-1"])
     err = capsys.readouterr().err
-    assert err.startswith("error: temperature must be a number >= 0") and "Traceback" not in err
+    assert err.startswith("error: --temperature -1.0: give a number >= 0") and "Traceback" not in err
     with pytest.raises(SystemExit):
         generate_command.main(["--checkpoint", str(tmp_path)])
-    assert capsys.readouterr().err.startswith("error: no checkpoint in")
+    assert capsys.readouterr().err.startswith(f"error: --checkpoint {tmp_path} holds no checkpoint")
