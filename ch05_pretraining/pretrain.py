@@ -314,20 +314,8 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
             "progress": not args.no_progress,
         }
         start = time.perf_counter()
-        if args.book:  # train_model with chapter 5's settings: train_model_simple's losses, resumable
-            train_losses, val_losses, tokens_seen, _ = train_model(
-                model,
-                train_loader,
-                val_loader,
-                optimizer,
-                device,
-                n_epochs=args.epochs,
-                warmup_steps=1,
-                initial_lr=args.lr,
-                min_lr=args.lr,
-                max_norm=None,
-                **common,
-            )
+        if args.book:  # chapter 5's: a constant learning rate, no clipping (train_model_simple's losses)
+            settings = {"warmup_steps": 1, "initial_lr": args.lr, "min_lr": args.lr, "max_norm": None}
         else:
             total_steps = args.epochs * steps_per_epoch
             warmup = warmup_steps(args, steps_per_epoch)
@@ -341,22 +329,18 @@ def _run(parser, args, overrides, device, rank, world_size, is_main) -> int:
                 f"compile {compile_model}, "
                 f"warmup {warmup} of {total_steps} steps, clipping at {args.max_norm or 'none'}"
             )
-            train_losses, val_losses, tokens_seen, _ = train_model(
-                model,
-                train_loader,
-                val_loader,
-                optimizer,
-                device,
-                n_epochs=args.epochs,
-                warmup_steps=warmup,
-                initial_lr=args.initial_lr,
-                min_lr=args.min_lr,
-                max_norm=args.max_norm or None,
-                precision=args.precision,
-                grad_accum_steps=args.grad_accum,
-                compile_model=compile_model,
-                **common,
-            )
+            settings = {
+                "warmup_steps": warmup,
+                "initial_lr": args.initial_lr,
+                "min_lr": args.min_lr,
+                "max_norm": args.max_norm or None,
+                "precision": args.precision,
+                "grad_accum_steps": args.grad_accum,
+                "compile_model": compile_model,
+            }
+        train_losses, val_losses, tokens_seen, _ = train_model(
+            model, train_loader, val_loader, optimizer, device, n_epochs=args.epochs, **settings, **common
+        )
     except (ValueError, FileNotFoundError, DataError) as err:
         fail(parser, err)
     if not is_main:
