@@ -110,7 +110,9 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     if len(batch) == 0:
         raise ValueError("custom_collate_fn got an empty batch")
     if allowed_max_length is not None and (
-        isinstance(allowed_max_length, bool) or not isinstance(allowed_max_length, int) or allowed_max_length < 1
+        isinstance(allowed_max_length, bool)
+        or not isinstance(allowed_max_length, int)
+        or allowed_max_length < 1
     ):
         raise ValueError(
             f"allowed_max_length must be a positive number of tokens, e.g. the model's context length, "
