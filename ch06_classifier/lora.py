@@ -89,8 +89,8 @@ def _replace_linear_with_lora(model, rank, alpha):
 
 def merge_lora(model):
     """Fold every LoRA update into the weight of its linear layer, in place: each LinearWithLoRA becomes a
-    plain nn.Linear with the weight ``W + (alpha / rank) * (A @ B).T``, which computes the same outputs without the
-    extra matrix products. Returns the number of layers merged."""
+    plain nn.Linear with the weight ``W + (alpha / rank) * (A @ B).T``, which computes the same outputs
+    without the extra matrix products. Returns the number of layers merged."""
     merged = 0
     for name, module in model.named_children():
         if isinstance(module, LinearWithLoRA):
