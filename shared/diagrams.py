@@ -502,13 +502,13 @@ def spam_data_pipeline(text="WIN cash now!", ids=(37620, 5003, 783, 0), label=1,
     ax.text(3.2 - cell / 2, 2.6, "the message's token ids", fontsize=7, color=BLUE, va="bottom")
     ax.text(3.2 + (len(ids) - 0.5) * cell, 2.6, "padding (end-of-text)", fontsize=7, color=GREEN, va="bottom")
     ax.text(
-        3.2 + (max_length - 1) * cell / 2,
-        1.75,
-        f"every message padded (or truncated) to max_length = the longest training message"
-        f" ({max_length} here, 120 in the chapter)",
-        ha="center",
+        2.85,
+        1.65,
+        f"every message padded (or truncated) to max_length,\nthe longest training message:"
+        f" {max_length} here, 120 in the chapter",
         fontsize=8,
         color=GREY,
+        va="center",
     )
     _box(
         ax,
@@ -520,7 +520,7 @@ def spam_data_pipeline(text="WIN cash now!", ids=(37620, 5003, 783, 0), label=1,
         PURPLE,
         fontsize=9,
     )
-    _arrow(ax, (5.7, 2.05), (5.7, 1.1))
+    _arrow(ax, (7.3, 2.05), (7.3, 1.1))
     _arrow(ax, (2.1, 0.8), (3.4, 0.8))
     ax.text(
         5.7,
