@@ -97,11 +97,20 @@ class SpamDataset(Dataset):
     padded with ``pad_token_id`` to one length: ``max_length``, or the longest message when it is None.
     Longer messages are truncated to ``max_length`` tokens (``num_truncated`` counts them). An item is a
     pair (token ids, label) of tensors. An empty message or an unknown label raises a ValueError naming
-    its row."""
+    its row; an empty file, a ValueError naming the file."""
 
     def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256):
         from_frame = isinstance(csv_file, pd.DataFrame)
-        self.data = csv_file.reset_index(drop=True) if from_frame else pd.read_csv(csv_file)
+        if from_frame:
+            self.data = csv_file.reset_index(drop=True)
+        else:
+            try:
+                self.data = pd.read_csv(csv_file)
+            except pd.errors.EmptyDataError:  # pandas' message does not say which file
+                raise ValueError(
+                    f"{Path(csv_file).resolve()} is empty: it needs the header Label,Text and one message "
+                    "per row (write_csv writes such a file)"
+                ) from None
         source = "the DataFrame" if from_frame else Path(csv_file).name
         missing = {"Label", "Text"} - set(self.data.columns)
         if missing:

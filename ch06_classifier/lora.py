@@ -10,9 +10,10 @@ import torch.nn as nn
 
 
 class LoRALayer(nn.Module):
-    """The low-rank update of LoRA: ``x`` (..., in_dim) -> ``alpha * (x @ A @ B)`` (..., out_dim), with
-    ``A`` (in_dim, rank) initialized like an nn.Linear weight and ``B`` (rank, out_dim) initialized to zero,
-    so the update starts at exactly zero. ``alpha`` scales it (as the book does: not divided by rank)."""
+    """The low-rank update of LoRA: ``x`` (..., in_dim) -> ``(alpha / rank) * (x @ A @ B)`` (..., out_dim),
+    with ``A`` (in_dim, rank) initialized like an nn.Linear weight and ``B`` (rank, out_dim) initialized to
+    zero, so the update starts at exactly zero. The scaling alpha / rank is the LoRA paper's (and the book's
+    repository's); the book's print edition multiplies by ``alpha`` alone."""
 
     def __init__(self, in_dim, out_dim, rank, alpha):
         super().__init__()
@@ -25,13 +26,15 @@ class LoRALayer(nn.Module):
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # as nn.Linear initializes its weight
         self.B = nn.Parameter(torch.zeros(rank, out_dim))
         self.alpha = alpha
+        self.rank = rank
+        self.scaling = alpha / rank  # the same alpha keeps about the same effect when the rank changes
 
     def forward(self, x):
-        return self.alpha * (x @ self.A @ self.B)
+        return self.scaling * (x @ self.A @ self.B)
 
     def delta_weight(self):
-        """The update as a matrix in nn.Linear's layout (out_dim, in_dim): ``alpha * (A @ B).T``."""
-        return self.alpha * (self.A @ self.B).T
+        """The update as a matrix in nn.Linear's layout (out_dim, in_dim): ``(alpha / rank) * (A @ B).T``."""
+        return self.scaling * (self.A @ self.B).T
 
 
 class LinearWithLoRA(nn.Module):
@@ -86,8 +89,8 @@ def _replace_linear_with_lora(model, rank, alpha):
 
 def merge_lora(model):
     """Fold every LoRA update into the weight of its linear layer, in place: each LinearWithLoRA becomes a
-    plain nn.Linear with the weight ``W + alpha * (A @ B).T``, which computes the same outputs without the
-    extra matrix products. Returns the number of layers merged."""
+    plain nn.Linear with the weight ``W + (alpha / rank) * (A @ B).T``, which computes the same outputs
+    without the extra matrix products. Returns the number of layers merged."""
     merged = 0
     for name, module in model.named_children():
         if isinstance(module, LinearWithLoRA):

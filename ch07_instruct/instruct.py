@@ -110,6 +110,15 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     predict the prompt's tokens."""
     if len(batch) == 0:
         raise ValueError("custom_collate_fn got an empty batch")
+    if allowed_max_length is not None and (
+        isinstance(allowed_max_length, bool)
+        or not isinstance(allowed_max_length, int)
+        or allowed_max_length < 1
+    ):
+        raise ValueError(
+            f"allowed_max_length must be a positive number of tokens, e.g. the model's context length, "
+            f"or None for no truncation; got {allowed_max_length!r}"
+        )
     items = [item if isinstance(item, tuple) else (None, item) for item in batch]
     batch_max_length = max(len(token_ids) + 1 for _, token_ids in items)
     inputs_lst, targets_lst = [], []

@@ -189,6 +189,13 @@ def test_an_empty_field_in_a_csv_file_names_the_file(tmp_path):
         SpamDataset(tmp_path / "test.csv", CharTokenizer())
 
 
+def test_an_empty_csv_file_is_refused_with_its_full_path(tmp_path):
+    (tmp_path / "train.csv").write_bytes(b"")
+    with pytest.raises(ValueError) as err:
+        SpamDataset(tmp_path / "train.csv", CharTokenizer())
+    assert str((tmp_path / "train.csv").resolve()) in str(err.value) and "is empty" in str(err.value)
+
+
 def test_bad_max_length_and_missing_columns():
     with pytest.raises(ValueError, match="max_length"):
         SpamDataset(frame("abc"), CharTokenizer(), max_length=0)

@@ -176,6 +176,12 @@ def test_collate_truncates_inputs_and_targets():
     assert inputs.tolist() == [[0, 1]]
 
 
+@pytest.mark.parametrize("allowed_max_length", [0, -3, 2.5, True, "8"])
+def test_collate_refuses_a_bad_allowed_max_length(allowed_max_length):
+    with pytest.raises(ValueError, match="allowed_max_length must be a positive number of tokens.*or None"):
+        custom_collate_fn([[0, 1, 2]], allowed_max_length=allowed_max_length)
+
+
 def test_collate_custom_pad_and_ignore_index():
     inputs, targets = custom_collate_fn([[1, 2, 3], [4]], pad_token_id=0, ignore_index=-1)
     assert inputs.tolist() == [[1, 2, 3], [4, 0, 0]]

@@ -50,8 +50,26 @@ def test_lora_layer_shapes_and_zero_start():
     assert torch.equal(lora(x), torch.zeros(4, 7, 5))
     with torch.no_grad():
         lora.B.normal_()
-    assert torch.allclose(lora(x), 2 * x @ lora.A @ lora.B)
+    assert torch.allclose(lora(x), (2 / 3) * x @ lora.A @ lora.B)  # scaled by alpha / rank (the LoRA paper)
     assert torch.allclose(x @ lora.delta_weight().T, lora(x), atol=1e-6)
+
+
+def test_the_update_is_scaled_by_alpha_over_rank():
+    # the same A B with twice the rank and twice alpha: the same update; twice alpha alone: twice the update
+    torch.manual_seed(0)
+    x = torch.randn(2, 6)
+    base = LoRALayer(6, 5, rank=2, alpha=4)
+    with torch.no_grad():
+        base.B.normal_()
+    for rank, alpha, factor in ((2, 4, 2.0), (2, 8, 4.0), (4, 8, 2.0)):
+        lora = LoRALayer(6, 5, rank=rank, alpha=alpha)
+        assert lora.scaling == factor
+        with torch.no_grad():
+            lora.A.zero_()
+            lora.B.zero_()
+            lora.A[:, :2] = base.A
+            lora.B[:2] = base.B
+        assert torch.allclose(lora(x), factor * x @ base.A @ base.B, atol=1e-6)
 
 
 def test_with_b_at_zero_the_model_output_is_unchanged():
