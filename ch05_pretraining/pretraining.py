@@ -151,6 +151,7 @@ def train_model_simple(
     start_context,
     tokenizer,
     *,
+    max_steps=None,
     progress=True,
 ):
     """The book's training loop: for each batch, zero the gradients, compute the loss, backpropagate and
@@ -158,14 +159,17 @@ def train_model_simple(
     ``eval_iter`` batches each), and after every epoch it prints a sample continuing ``start_context``.
 
     Returns ``(train_losses, val_losses, track_tokens_seen)``: the recorded losses and how many training
-    tokens the model had seen at each record. ``progress``: show a progress bar (ours, not the book's)."""
+    tokens the model had seen at each record. Ours, not the book's: ``max_steps`` stops after that many steps
+    in all (for short experiments), ``progress`` shows a progress bar."""
     for name, value in (("num_epochs", num_epochs), ("eval_freq", eval_freq), ("eval_iter", eval_iter)):
         positive_int(name, value)
+    positive_int("max_steps", max_steps, allow_none=True)
     if len(train_loader) == 0:
         raise ValueError("the training loader yields no batches (see create_train_val_loaders)")
     train_losses, val_losses, track_tokens_seen = [], [], []
     tokens_seen, global_step = 0, -1
-    bar = TrainingProgress(num_epochs * len(train_loader), enabled=progress)
+    steps = num_epochs * len(train_loader)
+    bar = TrainingProgress(steps if max_steps is None else min(max_steps, steps), enabled=progress)
 
     for epoch in range(num_epochs):
         model.train()  # dropout on (evaluating and sampling switch it off, then back on)
@@ -185,7 +189,10 @@ def train_model_simple(
                 track_tokens_seen.append(tokens_seen)
                 losses = f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                 bar.print(f"Ep {epoch + 1} (Step {global_step:06d}): {losses}")
-
+            if global_step + 1 == max_steps:
+                break
+        if global_step + 1 == max_steps:  # a short experiment ends here, without a sample
+            break
         generate_and_print_sample(model, tokenizer, device, start_context, print_fn=bar.print)
     bar.close()
     return train_losses, val_losses, track_tokens_seen

@@ -11,7 +11,7 @@ from test_gpt import TINY
 from test_gpt import tiny_model as untrained_tiny_model
 from torch.utils.data import DataLoader
 
-from ch04_gpt.gpt import GPTModel, generate_text_simple
+from ch04_gpt.gpt import GPTModel, generate_text_simple, get_gpt_config
 from ch05_pretraining.fast_generation import generate_fast
 from ch05_pretraining.pretraining import (
     calc_loss_batch,
@@ -22,6 +22,7 @@ from ch05_pretraining.pretraining import (
     sample_next_token,
     text_to_token_ids,
     token_ids_to_text,
+    train_model_simple,
 )
 from shared.data import fetch, gpt2_encoding
 
@@ -272,3 +273,18 @@ def test_generation_refuses_an_empty_prompt_and_a_context_the_model_cannot_read(
 def test_an_empty_text_is_named_as_such():
     with pytest.raises(ValueError, match="the text is empty"):
         create_train_val_loaders(" \n", context_length=16)
+
+
+def test_train_model_simple_stops_after_max_steps(tokenizer):
+    text = fetch("the-verdict.txt").read_text(encoding="utf-8")[:3000]
+    train_loader, val_loader = create_train_val_loaders(text, context_length=32, batch_size=2)
+    torch.manual_seed(0)
+    model = GPTModel(get_gpt_config("124M", emb_dim=32, n_layers=1, n_heads=2, context_length=32))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    steps = len(train_loader) + 3  # into the second epoch
+    _, _, tokens_seen = train_model_simple(
+        model, train_loader, val_loader, optimizer, "cpu", 3, 1, 1, "Every", tokenizer, max_steps=steps,
+        progress=False,
+    )  # fmt: skip
+    assert len(tokens_seen) == steps, "one record per step with eval_freq 1, and no step after max_steps"
+    assert tokens_seen[-1] == steps * 2 * 32, "tokens seen count every token of every batch"
