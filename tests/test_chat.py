@@ -1,15 +1,15 @@
 """`python -m ch07_instruct.chat`: a chat loop over a saved checkpoint, end to end, with scripted input."""
 
+import io
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from ch04_gpt.gpt import GPTModel, get_gpt_config
-from ch05_pretraining.checkpoints import save_checkpoint
 from ch07_instruct.chat import chat_loop, load_model, parse_line
 from ch07_instruct.instruct import format_input_phi3, generate_response
+from shared import GPTModel, get_gpt_config, save_checkpoint
 from shared.data import gpt2_encoding
 from shared.export import REPO_ROOT
 
@@ -40,19 +40,31 @@ def run_chat(*args, stdin=""):
     )
 
 
-def test_help():
-    result = run_chat("--help")
-    assert result.returncode == 0
-    for option in (
-        "--checkpoint",
-        "--gpt2",
-        "--max-new-tokens",
-        "--temperature",
-        "--top-k",
-        "--style",
-        "--precision",
-    ):
-        assert option in result.stdout
+def chat_in_process(checkpoint, monkeypatch, capsys, *options):
+    """The chat command's answer to one instruction, run in this process (faster than a new one)."""
+    from ch07_instruct import chat
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Name a colour.\n"))
+    argv = ["--checkpoint", checkpoint, "--max-new-tokens", 8, "--device", "cpu", "--precision", "fp32"]
+    assert chat.main([*map(str, argv), *map(str, options)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    return captured.out
+
+
+def test_chat_samples_with_the_temperature_top_k_and_seed_given(checkpoint, monkeypatch, capsys):
+    def answer(*options):
+        return chat_in_process(checkpoint, monkeypatch, capsys, *options)
+
+    greedy = answer()
+    sampled = answer("--temperature", 1.5, "--seed", 1)
+    # a random model spreads its probability over GPT-2's 50,257 tokens: 8 draws are never the greedy ones
+    assert sampled != greedy, "chat --temperature above 0 must sample, not take the likeliest tokens"
+    assert answer("--temperature", 1.5, "--seed", 1) == sampled, "the same --seed must give the same answer"
+    assert answer("--temperature", 1.5, "--seed", 2) != sampled, "another --seed must give another answer"
+    assert answer("--temperature", 1.5, "--top-k", 1, "--seed", 2) == greedy, (
+        "chat --top-k 1 must leave only the likeliest token, at any temperature"
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -12,10 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from ch04_gpt.gpt import GPTModel, get_gpt_config
-from ch05_pretraining.checkpoints import load_checkpoint, save_checkpoint
-from ch06_classifier.classifier import (
+from shared import (
     LABELS,
+    GPTModel,
     SpamDataset,
     add_classification_head,
     calc_accuracy_loader,
@@ -23,9 +22,13 @@ from ch06_classifier.classifier import (
     calc_classification_loss_loader,
     classify_review,
     create_balanced_dataset,
+    evaluate_classifier,
+    get_gpt_config,
+    load_checkpoint,
     load_classifier,
     random_split,
     read_sms_spam,
+    save_checkpoint,
     train_classifier_simple,
     write_csv,
 )
@@ -282,6 +285,17 @@ def test_loss_is_cross_entropy_of_the_last_token():
     loader = DataLoader(TensorDataset(inputs, labels), batch_size=2)
     expected = sum(calc_classification_loss_batch(x, y, model, "cpu").item() for x, y in loader) / 2
     assert calc_classification_loss_loader(loader, model, "cpu") == pytest.approx(expected)
+    first = calc_classification_loss_batch(inputs[:2], labels[:2], model, "cpu").item()
+    assert calc_classification_loss_loader(loader, model, "cpu", num_batches=1) == pytest.approx(first), (
+        "calc_classification_loss_loader must average the first num_batches batches only"
+    )
+    val_loader = DataLoader(TensorDataset(inputs[2:], labels[2:]), batch_size=2)
+    second = calc_classification_loss_batch(inputs[2:], labels[2:], model, "cpu").item()
+    model.train()
+    assert evaluate_classifier(model, loader, val_loader, "cpu", eval_iter=1) == pytest.approx(
+        (first, second)
+    ), "evaluate_classifier must average eval_iter batches of each loader"
+    assert model.training, "evaluate_classifier must give the model back in training mode"
     empty = DataLoader(TensorDataset(inputs[:0], labels[:0]), batch_size=2)
     with pytest.raises(ValueError, match="no batches"):
         calc_classification_loss_loader(empty, model, "cpu")
@@ -300,22 +314,87 @@ def separable_loaders():
     return DataLoader(dataset, batch_size=8, shuffle=True, drop_last=True), DataLoader(dataset, batch_size=8)
 
 
-def test_training_learns_and_records_what_it_says(capsys):
+def test_training_is_the_books_loop_and_records_every_eval_freq_steps(capsys):
+    inputs, labels = separable_loaders()[1].dataset.tensors
+    dataset = TensorDataset(inputs, labels)
+    train_loader = DataLoader(dataset, batch_size=8, drop_last=True)  # in order: 8 steps per epoch
+    val_loader = DataLoader(TensorDataset(inputs.flip(0), labels.flip(0)), batch_size=8)
     model = tiny_classifier()
-    train_loader, val_loader = separable_loaders()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    torch.manual_seed(0)
     train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
-        model, train_loader, val_loader, optimizer, "cpu", 3, eval_freq=4, eval_iter=2, progress=False
+        model, train_loader, val_loader, optimizer, "cpu", 2, eval_freq=5, eval_iter=2, progress=False
     )
-    assert examples_seen == 3 * 64 and len(train_accs) == len(val_accs) == 3
-    assert len(train_losses) == len(val_losses) == 6  # 24 steps, one record every 4
-    assert val_accs[-1] == 1.0 and train_losses[-1] < train_losses[0]
+
+    # the book's loop, written out: steps 0, 5, 10, 15 record the mean loss of the first 2 batches
+    reference = tiny_classifier()
+    ref_optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-2)
+    batches = {"train": list(train_loader)[:2], "val": list(val_loader)[:2]}
+
+    def mean_over_first_batches(name, measure):
+        reference.eval()
+        with torch.no_grad():
+            values = [measure(reference(x)[:, -1, :], y) for x, y in batches[name]]
+        reference.train()
+        return sum(values) / len(values)
+
+    def loss(logits, y):
+        return F.cross_entropy(logits, y).item()
+
+    def accuracy(logits, y):
+        return (logits.argmax(-1) == y).float().mean().item()
+
+    expected = {"train_losses": [], "val_losses": [], "train_accs": [], "val_accs": []}
+    step = -1
+    for _ in range(2):
+        for x, y in train_loader:
+            ref_optimizer.zero_grad()
+            F.cross_entropy(reference(x)[:, -1, :], y).backward()
+            ref_optimizer.step()
+            step += 1
+            if step % 5 == 0:
+                expected["train_losses"].append(mean_over_first_batches("train", loss))
+                expected["val_losses"].append(mean_over_first_batches("val", loss))
+        expected["train_accs"].append(mean_over_first_batches("train", accuracy))
+        expected["val_accs"].append(mean_over_first_batches("val", accuracy))
+
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg="train_classifier_simple must take the book's steps")
+    got = {
+        "train_losses": train_losses,
+        "val_losses": val_losses,
+        "train_accs": train_accs,
+        "val_accs": val_accs,
+    }
+    for name, values in expected.items():
+        assert got[name] == pytest.approx(values, abs=1e-5), (
+            f"{name}: train_classifier_simple must record after steps 0, 5, 10, 15 (eval_freq) the "
+            f"mean over eval_iter batches: expected {values}, got {got[name]}"
+        )
+    assert examples_seen == 2 * 64, "examples_seen counts the training examples (messages), not tokens"
+    assert train_losses[-1] < train_losses[0] - 0.1, "the loss on the same batches must fall as it trains"
     out = capsys.readouterr().out
-    assert "Ep 1 (Step 000000)" in out and "Validation accuracy: 100.00%" in out
+    assert "Ep 1 (Step 000000)" in out and "Ep 2 (Step 000015)" in out
     assert not model.tok_emb.weight.requires_grad  # frozen parameters stay frozen...
     fresh = tiny_classifier()
     assert torch.equal(model.tok_emb.weight, fresh.tok_emb.weight)  # ...and unchanged
+
+
+def test_training_turns_dropout_on_whatever_mode_the_model_is_in():
+    """A classifier loaded for more training comes in eval mode (load_classifier); the loop must train it
+    in training mode, with dropout, as it trains one that is already in training mode."""
+    train_loader, val_loader = separable_loaders()
+    weights = []
+    for mode in (True, False):
+        model = tiny_classifier(drop_rate=0.5).train(mode)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        torch.manual_seed(3)
+        train_classifier_simple(
+            model, train_loader, val_loader, optimizer, "cpu", 1, eval_freq=100, eval_iter=1, progress=False
+        )
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1]), (
+        "train_classifier_simple must put the model in training mode (dropout on) before it trains"
+    )
 
 
 def test_training_a_fully_frozen_model_is_refused():

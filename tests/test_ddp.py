@@ -67,13 +67,13 @@ def test_the_book_path_and_the_fast_path(tmp_path, capsys):
     ]
     assert pretrain.main([*args, "--out", str(tmp_path / "book"), "--book"]) == 0
     book = capsys.readouterr().out
-    assert "4 steps, 256 tokens" in book and "precision" not in book
+    assert "precision" not in book
     assert pretrain.main([*args, "--out", str(tmp_path / "fast"), "--grad-accum", "2"]) == 0
     fast = capsys.readouterr().out
     settings = (
         "precision auto, attention explicit, fused ops True, padded vocab True, fused AdamW, compile False"
     )
     assert settings in fast  # on the CPU
-    assert "4 steps, 512 tokens" in fast  # 2 batches of 2 x 32 tokens per step
     state = recorded(tmp_path / "fast")
+    assert state["tokens_seen"] == 4 * 2 * 2 * 32, "4 steps of 2 batches of 2 x 32 tokens (--grad-accum 2)"
     assert len(state["track_lrs"]) == 4 and state["track_lrs"][0] == 1e-5  # warmup from --initial-lr

@@ -9,11 +9,9 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ch04_gpt.gpt import GPTModel, get_gpt_config
 from ch05_pretraining import fast_generation
-from ch05_pretraining.pretraining import generate, text_to_token_ids
 from ch07_instruct.instruct import (
     PHI3_RESPONSE_HEADER,
     PROMPT_STYLES,
@@ -33,6 +31,7 @@ from ch07_instruct.instruct import (
     stream_response,
     token_f1,
 )
+from shared import calc_loss_batch, generate, text_to_token_ids
 from shared.data import gpt2_encoding
 
 PAD, IGN = 50256, -100
@@ -51,10 +50,10 @@ def tokenizer():
     return gpt2_encoding()
 
 
-def tiny_model(context_length=64, seed=0):
+def tiny_model(context_length=64, seed=0, **overrides):
     torch.manual_seed(seed)
     cfg = get_gpt_config(
-        "124M", emb_dim=16, n_layers=1, n_heads=2, context_length=context_length, qkv_bias=True
+        "124M", emb_dim=16, n_layers=1, n_heads=2, context_length=context_length, qkv_bias=True, **overrides
     )
     return GPTModel(cfg).eval()
 
@@ -105,17 +104,16 @@ def test_load_instruction_data(tmp_path):
         load_instruction_data(path)
 
 
-def test_the_book_data_set_and_its_split():
+def test_the_book_data_set_loads_and_passes_the_checks():
     from shared.data import fetch
 
     data = load_instruction_data(fetch("instruction-data.json"))
-    train_portion, test_portion = int(len(data) * 0.85), int(len(data) * 0.1)
-    assert (len(data), train_portion, test_portion, len(data) - train_portion - test_portion) == (
-        1100,
-        935,
-        110,
-        55,
-    )
+    assert len(data) == 1100, "the book's instruction data set has 1,100 entries"
+    assert data[50] == {
+        "instruction": "Identify the correct spelling of the following word.",
+        "input": "Ocassion",
+        "output": "The correct spelling is 'Occasion.'",
+    }, "entry 50 is the book's example of section 7.2"
 
 
 # --- InstructionDataset ----------------------------------------------------------------------------------
@@ -217,13 +215,25 @@ def test_instruction_masking_on_real_entries(tokenizer):
         assert counted == ids[prompt_length:] + [PAD]  # the answer and one end-of-text, nothing else
 
 
-def test_ignored_targets_do_not_change_the_loss():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 5, 7)
-    targets = torch.tensor([[1, 2, 3, 4, 5], [6, 0, IGN, IGN, IGN]])
-    kept = targets != IGN
-    expected = F.cross_entropy(logits[kept], targets[kept])
-    assert torch.allclose(F.cross_entropy(logits.flatten(0, 1), targets.flatten()), expected)
+def test_the_loss_of_a_padded_batch_counts_each_answer_and_one_end_of_text(tokenizer):
+    """Chapter 7 trains with chapter 5's calc_loss_batch on custom_collate_fn's batches: the loss must be
+    the mean over every real next token of every entry (its end-of-text included), as if each entry were
+    scored alone without padding; the padding after the first end-of-text counts for nothing."""
+    model = tiny_model()
+    dataset = InstructionDataset(ENTRIES, tokenizer)
+    inputs, targets = custom_collate_fn([dataset[0], dataset[1]])
+    assert inputs.shape[1] > min(len(dataset[0]), len(dataset[1]))  # one entry is padded
+    loss = calc_loss_batch(inputs, targets, model, "cpu")
+    per_token = []
+    for ids in (dataset[0], dataset[1]):
+        alone = torch.tensor([ids])
+        log_probs = torch.log_softmax(model(alone)[0], dim=-1)
+        next_ids = ids[1:] + [PAD]  # every next token, then one end-of-text
+        per_token += [-log_probs[i, t] for i, t in enumerate(next_ids)]
+    expected = torch.stack(per_token).mean()
+    torch.testing.assert_close(
+        loss, expected, msg="the loss must average the real next tokens only, padding left out"
+    )
 
 
 # --- generation ------------------------------------------------------------------------------------------
@@ -320,6 +330,18 @@ def test_generate_test_responses_with_eos_reached_reports_nothing(tokenizer, cap
     results = generate_test_responses(model, tokenizer, ENTRIES[:1], 5, eos_id=first, progress=False)
     assert results[0]["model_response"] == ""
     assert capsys.readouterr().out == ""
+
+
+def test_generate_test_responses_turns_dropout_off_and_restores_the_mode(tokenizer):
+    model = tiny_model(drop_rate=0.5).train()
+    torch.manual_seed(0)
+    results = generate_test_responses(model, tokenizer, ENTRIES, max_new_tokens=6, progress=False)
+    assert model.training, "generate_test_responses must give the model back in training mode"
+    model.eval()
+    expected = [generate_response(model, tokenizer, entry, 6) for entry in ENTRIES]
+    assert [r["model_response"] for r in results] == expected, (
+        "generate_test_responses must answer with dropout off (the eval-mode answers)"
+    )
 
 
 def test_save_responses_is_atomic_json(tmp_path):

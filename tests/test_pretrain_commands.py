@@ -6,10 +6,10 @@ import sys
 import pytest
 import torch
 
-from ch05_pretraining import checkpoints, fast_generation, pretrain
+from ch05_pretraining import checkpoints, fast_generation, pretrain, pretraining
 from ch05_pretraining import generate as generate_command
-from ch05_pretraining import pretraining as pretraining_module
-from ch05_pretraining.pretraining import gpt_to_gpt2_state_dict
+from shared import gpt_to_gpt2_state_dict
+from shared.data import fetch
 
 TINY = ["--emb-dim", "32", "--n-layers", "1", "--n-heads", "2", "--context-length", "32"]
 
@@ -30,17 +30,24 @@ def test_help_of_both_commands():
             assert "A resume may change --epochs" in text
 
 
+def training_state(out):
+    """The training state of the newest checkpoint of a pretraining run in ``out``."""
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    return torch.load(out / "checkpoints" / latest / "training_state.pt", weights_only=True)
+
+
 def test_pretrain_resume_and_generate(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_pretrain(out, "--epochs", "2", "--max-steps", "6") == 0
-    first = capsys.readouterr().out
-    assert "6 steps, 384 tokens" in first and "tokens/s" in first
+    assert "tokens/s" in capsys.readouterr().out
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "checkpoints" / "latest").read_text() == "step-000006"
+    assert training_state(out)["tokens_seen"] == 6 * 2 * 32, "6 steps of 2 windows of 32 tokens"
 
     assert run_pretrain(out, "--epochs", "2", "--max-steps", "9", "--resume") == 0
-    assert "3 steps, 192 tokens" in capsys.readouterr().out
+    assert "3 steps" in capsys.readouterr().out, "the resumed run reports the steps it took itself"
     assert (out / "checkpoints" / "latest").read_text() == "step-000009"
+    assert training_state(out)["tokens_seen"] == 9 * 2 * 32, "a resumed run counts on from the checkpoint"
 
     assert generate_command.main(["--checkpoint", str(out / "checkpoints"), "--max-new-tokens", "5"]) == 0
     text = capsys.readouterr().out
@@ -67,30 +74,67 @@ def test_pretrain_fast_settings_reach_the_model(tmp_path, capsys):
 
 
 def test_generate_from_a_gpt2_size(tmp_path, monkeypatch, capsys):
-    from ch04_gpt.gpt import GPTModel, get_gpt_config
+    from shared import GPTModel, generate, get_gpt_config, text_to_token_ids
+    from shared.data import gpt2_encoding
 
     torch.manual_seed(0)  # a random model with GPT-2 124M's shapes, written in GPT-2's file format
+    source = GPTModel(get_gpt_config("124M", qkv_bias=True, tie_weights=True)).eval()
     weights = tmp_path / "model.safetensors"
     import safetensors.torch
 
-    safetensors.torch.save_file(
-        gpt_to_gpt2_state_dict(GPTModel(get_gpt_config("124M", qkv_bias=True))), weights
-    )
-    monkeypatch.setattr(pretraining_module, "download_gpt2_weights", lambda name: weights)
-    args = [
-        "--model",
-        "gpt2",
-        "--prompt",
-        "Hello",
-        "--max-new-tokens",
-        "3",
-        "--temperature",
-        "1",
-        "--top-k",
-        "5",
-    ]
+    safetensors.torch.save_file(gpt_to_gpt2_state_dict(source), weights)
+    monkeypatch.setattr(pretraining, "download_gpt2_weights", lambda name: weights)
+    prompt = text_to_token_ids("Hello", gpt2_encoding())
+    expected = gpt2_encoding().decode(generate(source, prompt, 3, 1024)[0].tolist())  # greedy
+    # top-k 1 leaves one candidate: at any temperature and seed, the greedy tokens of the weights given
+    args = ["--model", "gpt2", "--prompt", "Hello", "--max-new-tokens", "3", "--temperature", "1",
+            "--top-k", "1", "--seed", "5", "--precision", "fp32", "--device", "cpu"]  # fmt: skip
     assert generate_command.main(args) == 0
-    assert capsys.readouterr().out.startswith("Hello")
+    assert capsys.readouterr().out == expected + "\n", (
+        "generate --model must load that GPT-2's weights and sample with --top-k"
+    )
+
+
+def eos_checkpoint(folder):
+    """A tiny GPT with GPT-2's vocabulary that always predicts <|endoftext|> next (final LayerNorm gives a
+    constant vector, and only the end-of-text row of the output layer is not zero)."""
+    from shared import GPTModel, get_gpt_config, save_checkpoint
+
+    torch.manual_seed(0)
+    model = GPTModel(get_gpt_config("124M", emb_dim=16, n_layers=1, n_heads=2, context_length=32))
+    with torch.no_grad():
+        model.final_norm.scale.zero_()
+        model.final_norm.shift.fill_(1.0)
+        model.out_head.weight.zero_()
+        model.out_head.weight[50256] = 1.0
+    save_checkpoint(folder, model)
+    return folder
+
+
+def test_generate_stop_at_eos(tmp_path, capsys):
+    checkpoint = eos_checkpoint(tmp_path / "eos")
+    argv = ["--checkpoint", str(checkpoint), "--prompt", "Hello", "--max-new-tokens", "3", "--device", "cpu"]
+    assert generate_command.main([*argv, "--precision", "fp32"]) == 0
+    assert capsys.readouterr().out == "Hello" + "<|endoftext|>" * 3 + "\n"  # without the option
+    assert generate_command.main([*argv, "--precision", "fp32", "--stop-at-eos"]) == 0
+    assert capsys.readouterr().out == "Hello\n", "generate --stop-at-eos must stop at <|endoftext|>"
+
+
+def test_pretrain_warms_up_over_20_percent_of_all_steps(tmp_path, capsys):
+    data = tmp_path / "short.txt"
+    data.write_text(fetch("the-verdict.txt").read_text(encoding="utf-8")[:3000], encoding="utf-8")
+    out = tmp_path / "run"
+    # 21 training windows of 32 tokens: 21 steps per epoch at batch size 1, 42 in 2 epochs: 8 warm up
+    argv = ["--data", str(data), "--epochs", "2", "--batch-size", "1", "--max-steps", "10",
+            "--lr", "1e-3", "--initial-lr", "1e-4", "--precision", "fp32"]  # fmt: skip
+    assert run_pretrain(out, *argv) == 0
+    capsys.readouterr()
+    lrs = training_state(out)["track_lrs"]
+    expected = [1e-4 + step * (1e-3 - 1e-4) / 8 for step in range(8)] + [1e-3]
+    assert lrs[:9] == pytest.approx(expected, rel=1e-9) and lrs[9] < 1e-3, (
+        "pretrain's default warmup must be 20% of the optimizer steps of all epochs (8 of 42 here), "
+        f"rising from --initial-lr to --lr: got {lrs}"
+    )
 
 
 @pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])

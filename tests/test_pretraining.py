@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from ch04_gpt.gpt import GPTModel, generate_text_simple, get_gpt_config
 from ch05_pretraining.fast_generation import generate_fast
-from ch05_pretraining.pretraining import (
+from shared import (
     calc_loss_batch,
     calc_loss_loader,
     create_train_val_loaders,
@@ -98,15 +98,21 @@ def test_an_untrained_gpt2_is_near_a_uniform_guess(verdict):
     assert abs(loss - math.log(50257)) < 0.5
 
 
-def test_evaluate_model_restores_the_training_mode(verdict):
+def test_evaluate_model_restores_the_training_mode_and_turns_dropout_off(verdict):
+    torch.manual_seed(0)
     model = GPTModel({**TINY, "vocab_size": 50257, "context_length": 64, "drop_rate": 0.5})
     train_loader, val_loader = create_train_val_loaders(verdict, context_length=64)
+    model.eval()
+    expected = calc_loss_loader(val_loader, model, "cpu", num_batches=1)  # without dropout
     model.train()
-    evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=1)
-    assert model.training
+    first = evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=1)[1]
+    assert model.training, "evaluate_model must give the model back in training mode"
+    second = evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=1)[1]
+    assert first == second, "evaluate_model must be deterministic: dropout off while it evaluates"
+    assert first == pytest.approx(expected, abs=1e-6), "evaluate_model must evaluate with dropout off"
     model.eval()
     evaluate_model(model, train_loader, val_loader, "cpu", eval_iter=1)
-    assert not model.training
+    assert not model.training, "evaluate_model must leave a model in eval mode in eval mode"
 
 
 # --- the 90/10 split ----------------------------------------------------------------------------------
@@ -138,14 +144,72 @@ def test_a_training_split_smaller_than_one_batch_is_an_error(verdict):
 # --- sampling and generation --------------------------------------------------------------------------
 
 
-def test_sample_next_token_top_k_and_temperature():
-    logits = torch.tensor([[4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79]])
-    assert sample_next_token(logits).item() == 3  # temperature 0: greedy
-    assert sample_next_token(logits, temperature=2.0, top_k=1).item() == 3  # one candidate left
+BOOK_LOGITS = torch.tensor([4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79])  # section 5.3
+
+
+def draw_frequencies(logits, draws=20_000, seed=0, **sampling):
+    """How often sample_next_token picks each token, over ``draws`` rows of the same ``logits`` (seeded)."""
+    torch.manual_seed(seed)
+    tokens = sample_next_token(logits.expand(draws, -1).clone(), **sampling)
+    assert tokens.shape == (draws, 1)
+    return torch.bincount(tokens.flatten(), minlength=logits.shape[-1]).double() / draws
+
+
+def test_sample_next_token_greedy_and_top_k_cut_off():
+    assert sample_next_token(BOOK_LOGITS[None]).item() == 3, "temperature 0 must take the highest score"
+    assert sample_next_token(BOOK_LOGITS[None], temperature=2.0, top_k=1).item() == 3, (
+        "top_k=1 must leave only the highest score"
+    )
+    for top_k in (2, 3, 5):
+        freqs = draw_frequencies(BOOK_LOGITS, temperature=1.0, top_k=top_k)
+        kept = torch.topk(BOOK_LOGITS, top_k).indices
+        outside = torch.ones(9, dtype=torch.bool)
+        outside[kept] = False
+        assert freqs[outside].sum() == 0, f"top_k={top_k}: a token outside the {top_k} best was drawn"
+        expected = torch.softmax(BOOK_LOGITS[kept].double(), dim=-1)
+        assert torch.allclose(freqs[kept], expected, atol=0.01), (
+            f"top_k={top_k}: the kept tokens must be drawn with the softmax of their logits, "
+            f"expected {expected.tolist()}, drew {freqs[kept].tolist()}"
+        )
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sample_next_token_divides_the_logits_by_the_temperature(temperature):
+    freqs = draw_frequencies(BOOK_LOGITS, temperature=temperature)
+    expected = torch.softmax(BOOK_LOGITS.double() / temperature, dim=-1)
+    assert torch.allclose(freqs, expected, atol=0.01), (
+        f"at temperature {temperature} the probabilities must be softmax(logits / {temperature}): "
+        f"expected {expected.tolist()}, drew {freqs.tolist()}"
+    )
+
+
+def test_a_higher_temperature_flattens_the_distribution():
+    top = [draw_frequencies(BOOK_LOGITS, temperature=t)[3].item() for t in (0.5, 1.0, 2.0, 5.0)]
+    # softmax(logits / t)[3] is 0.713, 0.572, 0.421, 0.242
+    assert top == sorted(top, reverse=True) and top[0] > 0.68 and top[-1] < 0.28, (
+        f"a higher temperature must flatten the distribution: the best token's share fell as {top}"
+    )
+    rare = draw_frequencies(BOOK_LOGITS, temperature=5.0)[2].item()  # the lowest score
+    assert rare > 0.03, "at temperature 5 even the lowest score must be drawn now and then (p = 0.043)"
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_generate_samples_at_the_temperature_it_is_given(temperature):
+    model = tiny_model(seed=7)
+    with torch.no_grad():
+        model.out_head.weight.mul_(8.0)  # sharper scores, so that the temperature matters
+    prompt = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        probs = torch.softmax(model(prompt)[0, -1].double() / temperature, dim=-1)
     torch.manual_seed(0)
-    draws = torch.cat([sample_next_token(logits, temperature=1.0, top_k=3) for _ in range(300)])
-    assert set(draws.flatten().tolist()) <= {0, 3, 7}  # only the three best scores can be drawn
-    assert set(draws.flatten().tolist()) == {0, 3, 7}
+    rows = 4000
+    out = generate(model, prompt.expand(rows, -1).clone(), 1, 16, temperature=temperature)
+    freqs = torch.bincount(out[:, -1], minlength=probs.shape[0]).double() / rows
+    best = probs.argmax()
+    assert abs(freqs[best] - probs[best]) < 0.03, (
+        f"generate at temperature {temperature} must draw the likeliest token with probability "
+        f"{probs[best]:.3f} (softmax(logits / temperature)), drew it {freqs[best]:.3f} of the time"
+    )
 
 
 @pytest.mark.parametrize("bad", [{"temperature": -0.5}, {"temperature": "hot"}, {"top_k": 0}, {"top_k": 2.5}])
@@ -288,3 +352,42 @@ def test_train_model_simple_stops_after_max_steps(tokenizer):
     )  # fmt: skip
     assert len(tokens_seen) == steps, "one record per step with eval_freq 1, and no step after max_steps"
     assert tokens_seen[-1] == steps * 2 * 32, "tokens seen count every token of every batch"
+
+
+# --- the training loop ------------------------------------------------------------------------------------
+
+
+class CharTokenizer:
+    """Ids 1 to 50 for the sample a training loop prints after each epoch (a tiny model's vocabulary)."""
+
+    def encode(self, text, allowed_special=()):
+        return [ord(c) % 50 + 1 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(ord("a") + i % 26) for i in ids)
+
+
+def fixed_loaders(rows=20, num_tokens=8, batch_size=2):
+    """In-order loaders of ``rows`` windows of ``num_tokens`` random ids (targets: the inputs shifted)."""
+    ids = torch.randint(0, 100, (rows, num_tokens + 1), generator=torch.Generator().manual_seed(8))
+    dataset = torch.utils.data.TensorDataset(ids[:, :-1], ids[:, 1:])
+    return DataLoader(dataset, batch_size=batch_size), DataLoader(dataset, batch_size=batch_size)
+
+
+def test_train_model_simple_records_tokens_seen_at_every_eval_freq_steps(capsys):
+    model = untrained_tiny_model(seed=0)
+    train_loader, val_loader = fixed_loaders()  # 10 steps per epoch of 2 x 8 = 16 tokens
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_losses, val_losses, tokens_seen = train_model_simple(
+        model, train_loader, val_loader, optimizer, "cpu", num_epochs=2, eval_freq=3, eval_iter=1,
+        start_context="Every", tokenizer=CharTokenizer(), progress=False,
+    )  # fmt: skip
+    # steps 0, 3, 6, ..., 18 of 20 are evaluated; after step s the model has seen (s + 1) x 16 tokens
+    assert tokens_seen == [16, 64, 112, 160, 208, 256, 304], (
+        "train_model_simple must evaluate after steps 0, eval_freq, 2 x eval_freq, ... and count the "
+        f"tokens of every batch (rows x columns): got {tokens_seen}"
+    )
+    assert len(train_losses) == len(val_losses) == 7
+    out = capsys.readouterr().out
+    steps = [int(line.split("(Step ")[1][:6]) for line in out.splitlines() if "(Step " in line]
+    assert steps == [0, 3, 6, 9, 12, 15, 18], f"the printed evaluations must be at steps 0, 3, ...: {steps}"

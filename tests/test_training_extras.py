@@ -7,9 +7,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from ch04_gpt.gpt import GPTModel
-from ch05_pretraining.pretraining import create_train_val_loaders
-from ch05_pretraining.training_extras import (
+from shared import (
+    calc_loss_loader,
     create_optimizer,
+    create_train_val_loaders,
     distributed_loader,
     resolve_precision,
     train_model,
@@ -65,9 +66,15 @@ def test_train_model_follows_the_schedule(loaders):
     model = new_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     _, _, _, lrs = run(model, optimizer, *loaders, max_steps=5, warmup_steps=3, initial_lr=1e-4, min_lr=1e-5)
-    total = len(loaders[0])
-    expected = [warmup_cosine_lr(s, 1e-3, total, 3, 1e-4, 1e-5) for s in range(5)]
-    assert lrs == expected
+    assert len(loaders[0]) == 10  # total steps: 10, of which 3 warm up and 7 decay
+    expected = [1e-4, 4e-4, 7e-4, 1e-3, 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi / 7))]
+    assert lrs == pytest.approx(expected, rel=1e-12), (
+        "train_model's learning rate must rise from initial_lr to the peak in warmup_steps steps, then "
+        f"follow the cosine over the remaining steps: expected {expected}, got {lrs}"
+    )
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected[-1], rel=1e-12), (
+        "the optimizer must take its steps at the scheduled learning rate"
+    )
 
 
 def test_clipping_bounds_every_step_after_the_warmup(loaders):
@@ -246,3 +253,100 @@ def test_compiled_training_steps_match_eager_ones(loaders, monkeypatch):
     assert compiled_norms == pytest.approx(eager_norms, rel=1e-3)
     for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+class CharTokenizer:
+    """Ids 1 to 50 for the sample a training loop prints after each epoch (a tiny model's vocabulary)."""
+
+    def encode(self, text, allowed_special=()):
+        return [ord(c) % 50 + 1 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(ord("a") + i % 26) for i in ids)
+
+
+TINY_VOCAB = {**CFG, "vocab_size": 100, "context_length": 16}
+
+
+def fixed_dataset(rows=20, num_tokens=8):
+    ids = torch.randint(0, 100, (rows, num_tokens + 1), generator=torch.Generator().manual_seed(8))
+    return torch.utils.data.TensorDataset(ids[:, :-1], ids[:, 1:])
+
+
+def run_tiny(model, optimizer, train_loader, val_loader, **kwargs):
+    options = {"n_epochs": 2, "eval_freq": 3, "eval_iter": 1, "warmup_steps": 2, "progress": False}
+    options.update(kwargs)
+    return train_model(
+        model, train_loader, val_loader, optimizer, "cpu", start_context="Every", tokenizer=CharTokenizer(),
+        **options,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "accum, expected",
+    [
+        (1, [16, 64, 112, 160, 208, 256, 304]),  # 20 steps of 2 x 8 tokens; steps 0, 3, ..., 18 evaluated
+        (2, [32, 128, 224, 320]),  # 10 steps of 2 batches of 2 x 8 tokens; steps 0, 3, 6, 9 evaluated
+    ],
+)
+def test_train_model_records_tokens_seen_at_every_eval_freq_steps(accum, expected, capsys):
+    dataset = fixed_dataset()  # 20 windows of 8 tokens, 10 batches of 2 per epoch
+    loader = DataLoader(dataset, batch_size=2)
+    model = new_model(**TINY_VOCAB)
+    _, val_losses, tokens_seen, lrs = run_tiny(
+        model, create_optimizer(model, lr=1e-3), loader, loader, grad_accum_steps=accum
+    )
+    assert tokens_seen == expected, (
+        "train_model must evaluate after optimizer steps 0, eval_freq, 2 x eval_freq, ... and count every "
+        f"token of every batch it trained on: expected {expected}, got {tokens_seen}"
+    )
+    assert len(val_losses) == len(expected) and len(lrs) == 20 // accum
+    out = capsys.readouterr().out
+    steps = [int(line.split("(Iter ")[1][:6]) for line in out.splitlines() if "(Iter " in line]
+    assert steps == list(range(0, 20 // accum, 3)), f"the printed evaluations must be every 3 steps: {steps}"
+
+
+def test_train_model_evaluates_without_dropout():
+    """With a learning rate of 0 the weights never change, so every evaluation of the (unshuffled)
+    validation batches must give the same loss: the loss of the model in eval mode."""
+    dataset = fixed_dataset()
+    loader = DataLoader(dataset, batch_size=2)
+    model = new_model(**{**TINY_VOCAB, "drop_rate": 0.5})
+    model.eval()
+    expected = calc_loss_loader(loader, model, "cpu", num_batches=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    _, val_losses, _, _ = run_tiny(
+        model, optimizer, loader, loader, n_epochs=1, eval_freq=2, eval_iter=2, initial_lr=0.0, min_lr=0.0
+    )
+    assert len(val_losses) == 5
+    assert val_losses == pytest.approx([expected] * 5, abs=1e-6), (
+        "train_model's evaluations must run with dropout off (the same loss each time, the eval-mode loss)"
+    )
+    assert model.training, "train_model trains, and leaves the model, in training mode"
+
+
+def test_train_model_counts_the_tokens_of_every_process(tmp_path, monkeypatch):
+    """Under DistributedDataParallel each step trains on world_size batches, one per process; a process
+    group of one whose size reads 2 makes train_model count as process 0 of 2 does."""
+    import torch.distributed as dist
+    from torch.utils.data import DistributedSampler
+
+    if not dist.is_available():
+        pytest.skip("this PyTorch build has no torch.distributed")
+    dataset = fixed_dataset()
+    # process 0 of 2 reads windows 0, 2, 4, ...: 10 windows, 5 batches of 2 x 8 tokens
+    sampler = DistributedSampler(dataset, num_replicas=2, rank=0, shuffle=False)
+    loader = DataLoader(dataset, batch_size=2, sampler=sampler)
+    model = new_model(**TINY_VOCAB)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)
+        _, _, tokens_seen, _ = run_tiny(model, optimizer, loader, loader, n_epochs=1, eval_freq=1)
+    finally:
+        monkeypatch.undo()
+        dist.destroy_process_group()
+    assert tokens_seen == [32, 64, 96, 128, 160], (
+        "train_model must count the tokens of all processes' batches (16 per batch x 2 processes per "
+        f"step): got {tokens_seen}"
+    )
