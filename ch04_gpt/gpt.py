@@ -207,22 +207,12 @@ def _check_kv_cache(kv_cache, n_layers):
 
 class GPTModel(nn.Module):
     """GPT-2: token + positional embeddings, ``n_layers`` TransformerBlocks, a final LayerNorm and a linear
-    output layer. Maps token ids (batch, num_tokens) to logits (batch, num_tokens, vocab_size).
-
-    ``cfg`` has the keys of GPT_CONFIG_124M, plus optionally ``attn_impl`` ("explicit" or "sdpa"),
-    ``fused_ops`` (True: LayerNorm and GELU through PyTorch's one-kernel functions), ``tie_weights`` (share
-    tok_emb.weight with out_head.weight; the shared matrix starts at GPT-2's N(0, 0.02) initialization),
-    ``padded_vocab_size`` (see below) and ``drop_rate_emb`` / ``drop_rate_attn`` / ``drop_rate_shortcut``.
-
-    ``padded_vocab_size`` (e.g. 50304 = 393 x 128): the output layer computes that many scores and the model
-    returns the first ``vocab_size`` of them. GPUs multiply matrices in tiles of 64 or 128 columns, and the
-    output layer is the largest product of the model: 50,304 columns run faster than GPT-2's 50,257. The
-    extra rows get no gradient and never reach a result (with tie_weights the embedding gets them too).
-
-    ``model(new_ids, kv_cache=cache)`` (bonus section after 4.7): ``new_ids`` are the tokens that follow
-    the ``cache.num_tokens`` tokens in the KVCache (or StaticKVCache); the logits are those of the new
-    positions, and the cache grows by the new tokens.
-    """
+    output layer; token ids (batch, num_tokens) in, logits (batch, num_tokens, vocab_size) out. ``cfg``: the
+    keys of GPT_CONFIG_124M, plus optionally ``attn_impl``, ``fused_ops``, ``tie_weights`` (one matrix for
+    tok_emb and out_head, initialized N(0, 0.02) as GPT-2), ``padded_vocab_size`` (the output layer computes
+    that many scores, e.g. 50304 = 393 x 128 tiles, and the model returns the first ``vocab_size``) and
+    ``drop_rate_emb`` / ``drop_rate_attn`` / ``drop_rate_shortcut``. ``model(new_ids, kv_cache=cache)``
+    (bonus after 4.7): the logits of the tokens that follow the cached ones; the cache grows by them."""
 
     def __init__(self, cfg):
         super().__init__()
