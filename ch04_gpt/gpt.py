@@ -211,8 +211,7 @@ class GPTModel(nn.Module):
     keys of GPT_CONFIG_124M, plus optionally ``attn_impl``, ``fused_ops``, ``tie_weights`` (one matrix for
     tok_emb and out_head, initialized N(0, 0.02) as GPT-2), ``padded_vocab_size`` (the output layer computes
     that many scores, e.g. 50304 = 393 x 128 tiles, and the model returns the first ``vocab_size``) and
-    ``drop_rate_emb`` / ``drop_rate_attn`` / ``drop_rate_shortcut``. ``model(new_ids, kv_cache=cache)``
-    (bonus after 4.7): the logits of the tokens that follow the cached ones; the cache grows by them."""
+    ``drop_rate_*``. ``model(new_ids, kv_cache=cache)`` (4.7's bonus): logits of the new tokens."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -228,8 +227,7 @@ class GPTModel(nn.Module):
         self.out_head = nn.Linear(cfg["emb_dim"], rows, bias=False)
         if tied:
             self.out_head.weight = self.tok_emb.weight  # one Parameter under both names
-            # nn.Embedding's N(0, 1) entries would make the first logits about sqrt(emb_dim) times larger
-            # than an untied output layer's (a loss near 100 instead of 11): start small, as GPT-2 does.
+            # N(0, 1) entries would make the first logits ~sqrt(emb_dim) times too large: start as GPT-2
             nn.init.normal_(self.tok_emb.weight, std=0.02)
 
     def forward(self, in_idx, kv_cache=None):
@@ -239,15 +237,13 @@ class GPTModel(nn.Module):
             positions = torch.arange(in_idx.shape[1], device=in_idx.device)
         else:  # the new tokens continue after the cached ones (the cache may give each row its own positions)
             positions = kv_cache.positions(in_idx.shape[1], in_idx.device)
-        x = self.tok_emb(in_idx) + self.pos_emb(positions)  # (batch, T, emb) + (T, emb): broadcast over batch
-        x = self.drop_emb(x)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))  # broadcast over the batch
         if kv_cache is None:
             x = self.trf_blocks(x)
         else:  # each block reads and extends its own layer of the cache
             for block, layer_cache in zip(self.trf_blocks, kv_cache.layers, strict=True):
                 x = block(x, kv_cache=layer_cache)
-        x = self.final_norm(x)
-        logits = self.out_head(x)
+        logits = self.out_head(self.final_norm(x))
         if logits.shape[-1] != self.cfg["vocab_size"]:  # padded_vocab_size: drop the scores of no token
             logits = logits[..., : self.cfg["vocab_size"]]
         return logits
