@@ -5,12 +5,14 @@ A code cell whose first line is ``#| export`` belongs to the module named in the
 (``"llmfs": {"export_to": "tokenizer.py"}``, relative to the notebook's folder). The module gets, in
 notebook order, the source of those cells, a header saying it is generated, and an ``__all__`` with the
 public names the cells define. This script also writes ``shared/names.py``, the index that lets
-``from shared import GPTModel`` find the module of every public name.
+``from shared import GPTModel`` find the module of every public name, and README.md's Colab links from
+the repository's address in pyproject.toml (``shared/colab_links.py``).
 
     python -m shared.export            # rewrite the modules after editing a notebook
-    python -m shared.export --check    # exit 1 (and name the files) if any module is out of date
+    python -m shared.export --check    # exit 1 (and name the files) if any file is out of date
 
-``tests/test_export.py`` runs the check, so a notebook and its module cannot drift apart.
+``tests/test_export.py`` runs the check, so a notebook and its module cannot drift apart, nor README's
+Colab links and their setting.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.colab_links import readme_with_colab_links, repository_setting
 
 MARKER = "#| export"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -111,11 +115,14 @@ def expected_files(root: Path = REPO_ROOT) -> dict[Path, str]:
     modules = [m for nb in chapter_notebooks(root) if (m := build_module(nb, root)) is not None]
     files = {root / m.target: m.text for m in modules}
     files[root / NAMES_FILE.relative_to(REPO_ROOT)] = names_index(modules)
+    readme = root / "README.md"
+    if readme.exists():  # the small repositories the tests build have none
+        files[readme] = readme_with_colab_links(readme.read_text(encoding="utf-8"), repository_setting(root))
     return files
 
 
 def stale_files(root: Path = REPO_ROOT) -> list[Path]:
-    """Generated files whose content on disk differs from what the notebooks say."""
+    """Generated files whose content on disk differs from what the notebooks (and the settings) say."""
     return [
         path
         for path, text in expected_files(root).items()
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--check", action="store_true", help="only report modules that are out of date")
+    parser.add_argument("--check", action="store_true", help="only report files that are out of date")
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files()
