@@ -180,20 +180,40 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(context.transpose(1, 2).reshape(b, num_tokens, self.d_out))
 
 
+def _extend_cache(kv_cache, keys, values, context_length):
+    """For a plain cache (attributes ``keys`` and ``values``, None while empty): the keys and values of the
+    cached (earlier) positions followed by the new ones, which the cache then holds too."""
+    if kv_cache.keys is not None:
+        cached_batch, num_cached = kv_cache.keys.shape[0], kv_cache.keys.shape[2]
+        if cached_batch != keys.shape[0]:
+            raise ValueError(
+                f"the cache holds {cached_batch} sequences but the input has {keys.shape[0]}: "
+                "start a new cache for a new batch"
+            )
+        if num_cached + keys.shape[2] > context_length:
+            raise ValueError(
+                f"the cache holds {num_cached} tokens and the input adds {keys.shape[2]}, more than "
+                f"context_length {context_length}: start again from an empty cache"
+            )
+        keys = torch.cat((kv_cache.keys, keys), dim=2)  # along the token dimension
+        values = torch.cat((kv_cache.values, values), dim=2)
+    kv_cache.keys, kv_cache.values = keys, values
+    return keys, values
+
+
 class MultiHeadAttention(MultiHeadAttention):
     """Section 3.6.2's ``MultiHeadAttention`` plus two fast paths; same parameters, state_dict and results.
 
-    ``use_sdpa=True`` (also settable later) swaps the explicit softmax(QK^T / sqrt(head_dim)) V for PyTorch's
-    fused ``scaled_dot_product_attention``: the same function, faster, but its dropout draws different
-    random numbers.
+    ``use_sdpa=True`` (also settable later) computes softmax(QK^T / sqrt(head_dim)) V with PyTorch's fused
+    ``scaled_dot_product_attention``: the same function, faster; its dropout draws other random numbers.
 
     ``forward(x, kv_cache=...)`` serves text generation (chapter 4's bonus section): ``kv_cache`` holds this
     layer's keys and values of earlier positions (attributes ``keys`` and ``values``, ``None`` while empty);
     ``x`` then holds only the new tokens, which see the cached ones, and their keys and values are appended
-    to the cache. A cache with an ``update(keys, values)`` method (chapter 4's preallocated StaticKVCache)
-    stores them itself and returns all keys and values so far plus a mask of the keys each query may see
-    (``None``: the usual causal mask). This class keeps the name, so chapter 4's GPT model and every later
-    chapter use it.
+    to the cache. A cache with an ``update(keys, values)`` method (chapter 5's bonus StaticKVCache, which
+    is preallocated) stores them itself and returns all keys and values so far plus a mask of the keys each
+    query may see (``None``: the usual causal mask). It keeps the name, so chapter 4's GPT and later
+    chapters use it.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, *, use_sdpa=False):
@@ -208,10 +228,9 @@ class MultiHeadAttention(MultiHeadAttention):
         if start == 0:  # no cached keys: the usual causal triangle
             p = self.dropout.p if self.training else 0.0
             return F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
-        # Cached keys: the queries are the last positions (is_causal would put its triangle at the top-left
-        # corner), so pass the mask's right rows; one new token, the last, may see every key. Only those rows
-        # are converted: converting the whole context_length x context_length mask, as section 3.6.2 does at
-        # every call, would cost a generation step more than its attention.
+        # Cached keys: the queries are the last positions (is_causal would put its triangle top-left), so
+        # pass the mask's rows for them (one new token may see every key). Converting only those rows, not
+        # the whole mask at each call as section 3.6.2 does, keeps this cheaper than a step's attention.
         allowed = None if num_queries == 1 else self.mask[start:num_keys, :num_keys] == 0  # True = may see
         return self._attend_masked(queries, keys, values, allowed)
 
@@ -227,7 +246,7 @@ class MultiHeadAttention(MultiHeadAttention):
             if allowed is not None:  # e.g. a batch of texts of different lengths, padded on the left
                 return self._merge_heads(self._attend_masked(queries, keys, values, allowed))
         else:
-            keys, values = self._extend_cache(kv_cache, keys, values)  # the cached positions first
+            keys, values = _extend_cache(kv_cache, keys, values, self.mask.shape[0])  # cached ones first
         return self._merge_heads(self._attend(queries, keys, values))
 
     def _attend_masked(self, queries, keys, values, allowed):
@@ -241,25 +260,6 @@ class MultiHeadAttention(MultiHeadAttention):
             scores = scores.masked_fill(~allowed, -torch.inf)
         weights = self.dropout(torch.softmax(scores / self.head_dim**0.5, dim=-1))
         return weights @ values
-
-    def _extend_cache(self, kv_cache, keys, values):
-        """Put the keys and values of the cached (earlier) positions before the new ones; cache them all."""
-        if kv_cache.keys is not None:
-            cached_batch, num_cached = kv_cache.keys.shape[0], kv_cache.keys.shape[2]
-            if cached_batch != keys.shape[0]:
-                raise ValueError(
-                    f"the cache holds {cached_batch} sequences but the input has {keys.shape[0]}: "
-                    "start a new cache for a new batch"
-                )
-            if num_cached + keys.shape[2] > self.mask.shape[0]:
-                raise ValueError(
-                    f"the cache holds {num_cached} tokens and the input adds {keys.shape[2]}, more than "
-                    f"context_length {self.mask.shape[0]}: start again from an empty cache"
-                )
-            keys = torch.cat((kv_cache.keys, keys), dim=2)  # along the token dimension
-            values = torch.cat((kv_cache.values, values), dim=2)
-        kv_cache.keys, kv_cache.values = keys, values
-        return keys, values
 
 
 __all__ = [

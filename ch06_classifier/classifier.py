@@ -227,18 +227,22 @@ def evaluate_classifier(model, train_loader, val_loader, device, eval_iter):
 
 
 def train_classifier_simple(
-    model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter, *, progress=True
+    model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter, *,
+    max_steps=None, progress=True,
 ):
     """The book's classifier training loop: for each batch, zero the gradients, compute the classification
     loss, backpropagate and step. Every ``eval_freq`` steps it records the training and validation loss
     (``eval_iter`` batches each); after every epoch it prints and records the accuracy on ``eval_iter``
-    batches of each. ``progress``: a progress bar with the loss and the speed in examples per second.
+    batches of each. Ours, not the book's: ``max_steps`` stops after that many steps in all (the epoch it
+    stops in still gets its accuracies), ``progress`` shows a progress bar with the loss and the examples
+    per second.
 
     Returns ``(train_losses, val_losses, train_accs, val_accs, examples_seen)``, where ``examples_seen``
     is the number of training examples seen at the end."""
     num_epochs = positive_int("num_epochs", num_epochs)
     eval_freq = positive_int("eval_freq", eval_freq)
     eval_iter = positive_int("eval_iter", eval_iter)
+    positive_int("max_steps", max_steps, allow_none=True)
     if len(train_loader) == 0:
         raise ValueError("the training loader yields no batches: fewer examples than one batch?")
     if not any(p.requires_grad for p in model.parameters()):
@@ -246,7 +250,10 @@ def train_classifier_simple(
 
     train_losses, val_losses, train_accs, val_accs = [], [], [], []
     examples_seen, global_step = 0, -1
-    bar = TrainingProgress(num_epochs * len(train_loader), speed_name="examples_per_s", enabled=progress)
+    steps = num_epochs * len(train_loader)
+    bar = TrainingProgress(
+        steps if max_steps is None else min(max_steps, steps), speed_name="examples_per_s", enabled=progress
+    )
     for epoch in range(num_epochs):
         model.train()
         for input_batch, target_batch in train_loader:
@@ -264,6 +271,8 @@ def train_classifier_simple(
                 val_losses.append(val_loss)
                 losses = f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                 bar.print(f"Ep {epoch + 1} (Step {global_step:06d}): {losses}")
+            if global_step + 1 == max_steps:
+                break
 
         train_accuracy = calc_accuracy_loader(train_loader, model, device, num_batches=eval_iter)
         val_accuracy = calc_accuracy_loader(val_loader, model, device, num_batches=eval_iter)
@@ -272,6 +281,8 @@ def train_classifier_simple(
         )
         train_accs.append(train_accuracy)
         val_accs.append(val_accuracy)
+        if global_step + 1 == max_steps:
+            break
     bar.close()
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 

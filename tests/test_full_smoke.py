@@ -23,9 +23,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from standin_gpt2 import write_standin_hub_cache
 
 from shared.data import fetch
-from standin_gpt2 import write_standin_hub_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_STEPS = 2
@@ -116,6 +116,6 @@ def test_notebook_runs_in_full_mode(notebook, hub_cache, alpaca_file, monkeypatc
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(check.strip()))
     start = time.perf_counter()
-    client = NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": path.parent}})
-    client.execute()
+    resources = {"metadata": {"path": path.parent}}  # the notebook's folder, as in JupyterLab
+    NotebookClient(nb, timeout=None, kernel_name="python3", resources=resources).execute()
     print(f"{notebook}: full mode, loops capped at {MAX_STEPS} steps, {time.perf_counter() - start:.0f} s")
