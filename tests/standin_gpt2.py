@@ -83,3 +83,15 @@ def write_standin_hub_cache(cache_dir, names):
     for name in names:
         write_standin_weights(name, cache_dir)
     return Path(cache_dir)
+
+
+def write_standin_alpaca(path):
+    """A stand-in for Alpaca's ``alpaca_data.json`` (52,002 entries of instruction, input and output): the
+    course's own 1,100 instruction entries, four times over, in the same format. Returns ``path``."""
+    import json
+
+    from shared.data import fetch
+
+    entries = json.loads(fetch("instruction-data.json").read_text(encoding="utf-8"))
+    Path(path).write_text(json.dumps(entries * 4), encoding="utf-8")
+    return Path(path)

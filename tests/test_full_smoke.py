@@ -5,7 +5,7 @@ models, settings and data sizes, meant for a GPU) is what a learner runs on Cola
 notebook top to bottom in full mode, with ``LLMFS_MAX_STEPS`` stopping each training loop after a few
 steps, and GPT-2's weights replaced by stand-ins with random values that ``transformers`` writes in the real
 format into a temporary Hugging Face cache (``standin_gpt2.py``): the notebooks load them on their ordinary
-path. After the last cell, a check cell asserts that the models and settings were the book's.
+path. After the last cell, a check (``--check``) asserts that the models and settings were the book's.
 
 It takes about 20 minutes on a 2-core CPU and writes about 8 GB of stand-in weights, so it is not part of
 the default run (``pyproject.toml`` deselects the marker). Run it with::
@@ -16,69 +16,49 @@ The losses and accuracies of a capped run from random weights mean nothing, so t
 checks of what a model learned when ``LLMFS_MAX_STEPS`` is set; everything else they check still holds.
 """
 
-import json
-import time
+import subprocess
+import sys
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
-from standin_gpt2 import write_standin_hub_cache
 
-from shared.data import fetch
-
-ROOT = Path(__file__).resolve().parent.parent
+RUNNER = Path(__file__).resolve().parent.parent / "bench" / "run_notebooks.py"
 MAX_STEPS = 2
 
-# The GPT-2 sizes each notebook loads in full mode; the check that runs after its last cell.
-NOTEBOOKS = {
-    "ch02_tokenizer/ch02.ipynb": ((), "assert MODE == 'full'"),
-    "ch02_tokenizer/ch02_bpe.ipynb": ((), "assert MODE == 'full' and max(VOCAB_SIZES) == 10_000"),
-    "ch03_attention/ch03.ipynb": ((), "assert (GPT2_DEMO_BATCH, GPT2_DEMO_TOKENS) == (8, 1024)"),
-    "ch04_gpt/ch04.ipynb": ((), "assert max(KV_TIMING_LENGTHS) == 1024"),
-    "ch05_pretraining/ch05.ipynb": (
-        ("gpt2-small (124M)", "gpt2-xl (1558M)"),
-        """
+# What each notebook must have done in full mode, checked after its last cell.
+CHECKS = {
+    "ch02_tokenizer/ch02.ipynb": "assert MODE == 'full'",
+    "ch02_tokenizer/ch02_bpe.ipynb": "assert MODE == 'full' and max(VOCAB_SIZES) == 10_000",
+    "ch03_attention/ch03.ipynb": "assert (GPT2_DEMO_BATCH, GPT2_DEMO_TOKENS) == (8, 1024)",
+    "ch04_gpt/ch04.ipynb": "assert max(KV_TIMING_LENGTHS) == 1024",
+    "ch05_pretraining/ch05.ipynb": """
 assert TRAIN_CFG == GPT_CONFIG_124M_256, TRAIN_CFG  # 5.2 trains the book's GPT-2 124M (context 256)
 assert NEW_CONFIG == get_gpt_config("gpt2-small (124M)", qkv_bias=True)  # 5.5 loads OpenAI's 124M
 assert (xl.cfg["emb_dim"], xl.cfg["n_layers"], xl.cfg["n_heads"]) == (1600, 48, 25)  # exercise 5.6
 assert len(train_losses) >= 1 and len(more_train_losses) >= 1
 """,
-    ),
-    "ch05_pretraining/fast_generation.ipynb": ((), "assert NEW_TOKENS == 200"),
-    "ch05_pretraining/checkpoints.ipynb": ((), "assert MODE == 'full'"),
-    "ch05_pretraining/appendix_d_training_extras.ipynb": (
-        (),
-        """
+    "ch05_pretraining/fast_generation.ipynb": "assert NEW_TOKENS == 200",
+    "ch05_pretraining/checkpoints.ipynb": "assert MODE == 'full'",
+    "ch05_pretraining/appendix_d_training_extras.ipynb": """
 assert cfg == get_gpt_config("gpt2-small (124M)", context_length=256), cfg
 assert N_EPOCHS == 15 and PEAK_LR == 1e-3
 assert len(lrs) == MAX_STEPS and len(train_losses) >= 1
 """,
-    ),
-    "ch06_classifier/ch06.ipynb": (
-        ("gpt2-small (124M)",),
-        """
+    "ch06_classifier/ch06.ipynb": """
 assert BASE_CONFIG == get_gpt_config("gpt2-small (124M)", qkv_bias=True, drop_rate=0.0, attn_impl="sdpa")
 assert model.out_head.out_features == 2 and NUM_EPOCHS == 5
 assert len(train_accs) == len(val_accs) == 1  # capped in the first epoch, which still reports accuracies
 """,
-    ),
-    "ch06_classifier/appendix_e_lora.ipynb": (
-        ("gpt2-small (124M)",),
-        """
+    "ch06_classifier/appendix_e_lora.ipynb": """
 assert (RANK, ALPHA, NUM_EPOCHS) == (16, 16, 5)
 assert model.cfg["emb_dim"] == 768 and model.cfg["n_layers"] == 12
 assert len(val_accs) == 1
 """,
-    ),
-    "ch07_instruct/ch07.ipynb": (
-        ("gpt2-medium (355M)",),
-        """
+    "ch07_instruct/ch07.ipynb": """
 assert BASE_CONFIG == get_gpt_config("gpt2-medium (355M)", qkv_bias=True, drop_rate=0.0), BASE_CONFIG
 assert len(train_data) == 935 and len(test_with_responses) == MAX_STEPS
 assert len(alpaca_losses) >= 1  # the Alpaca exercise ran, on the stand-in file
 """,
-    ),
 }
 
 pytestmark = pytest.mark.full_smoke
@@ -89,33 +69,10 @@ def hub_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("hf-hub")
 
 
-@pytest.fixture(scope="module")
-def alpaca_file(tmp_path_factory):
-    """A stand-in for Alpaca's ``alpaca_data.json`` (52,002 entries): the same format, from the course's
-    own instruction data, repeated to 1,100 x 4 entries so that the exercise's split and loaders see many
-    batches."""
-    entries = json.loads(fetch("instruction-data.json").read_text(encoding="utf-8"))
-    path = tmp_path_factory.mktemp("alpaca") / "alpaca_data.json"
-    path.write_text(json.dumps(entries * 4), encoding="utf-8")
-    return path
-
-
-@pytest.mark.parametrize("notebook", list(NOTEBOOKS))
-def test_notebook_runs_in_full_mode(notebook, hub_cache, alpaca_file, monkeypatch):
-    sizes, check = NOTEBOOKS[notebook]
-    write_standin_hub_cache(hub_cache, sizes)
-    # The kernel inherits these: full mode, capped loops, the stand-in cache and nothing from the network.
-    monkeypatch.setenv("LLMFS_MODE", "full")
-    monkeypatch.setenv("LLMFS_MAX_STEPS", str(MAX_STEPS))
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("LLMFS_ALPACA_FILE", str(alpaca_file))
-    monkeypatch.delenv("LLMFS_JUDGE_URL", raising=False)
-
-    path = ROOT / notebook
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(check.strip()))
-    start = time.perf_counter()
-    resources = {"metadata": {"path": path.parent}}  # the notebook's folder, as in JupyterLab
-    NotebookClient(nb, timeout=None, kernel_name="python3", resources=resources).execute()
-    print(f"{notebook}: full mode, loops capped at {MAX_STEPS} steps, {time.perf_counter() - start:.0f} s")
+@pytest.mark.parametrize("notebook", list(CHECKS))
+def test_notebook_runs_in_full_mode(notebook, hub_cache):
+    command = [sys.executable, str(RUNNER), notebook, "--max-steps", str(MAX_STEPS)]
+    command += ["--standin-weights", str(hub_cache), "--check", CHECKS[notebook].strip()]
+    done = subprocess.run(command, capture_output=True, text=True)
+    print(done.stdout.strip())  # {"notebook": ..., "status": ..., "seconds": ..., "peak_gib": ...}
+    assert done.returncode == 0, done.stderr[-6000:]
