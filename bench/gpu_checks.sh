@@ -8,6 +8,9 @@
 #     LLMFS_DATA_MIRROR=/path/to/data bash bench/gpu_checks.sh            # about 6 minutes on an H100
 #     PARTS="generate-1 train" bash bench/gpu_checks.sh                 # some parts only
 #     PARTS="train-autotune train-graphs" bash bench/gpu_checks.sh   # not by default: other compile modes
+#     PARTS="full-mode t4" bash bench/gpu_checks.sh   # not by default: every notebook in full mode, with
+#                                                     # random stand-in GPT-2 weights; the mirror must also
+#                                                     # hold SMSSpamCollection and instruction-data.json
 set -u
 cd "$(dirname "$0")/.."
 LOGS=${LOGS:-gpu-logs}
@@ -44,3 +47,7 @@ part train-autotune 560 python3 bench/bench_train.py --device cuda --batch 16 --
     --compile --compile-mode max-autotune-no-cudagraphs --only "book fp32,fast compiled,hf compiled"
 part train-graphs 380 python3 bench/bench_train.py --device cuda --batch 16 --context 1024 --rounds 12 \
     --compile --compile-mode reduce-overhead --only "book fp32,fast compiled,hf compiled"
+# issue 23: every notebook in full mode for real (the book's epochs), wall time and peak GPU memory each;
+# then Colab's free T4 imitated by a 15 GB memory cap (the time is this GPU's, not a T4's)
+part full-mode 1800 python3 bench/run_notebooks.py --standin-weights --json "$LOGS/full-mode.json"
+part t4 1800 python3 bench/run_notebooks.py --standin-weights --memory-gb 15 --json "$LOGS/t4.json"
