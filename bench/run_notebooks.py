@@ -60,8 +60,9 @@ def _run_cell(source, namespace, name):
             repr(value)
 
 
-def run_one(notebook, memory_gb=None, check=None):
-    """Run ``notebook`` in this process (the child's side); returns 0 when every cell ran."""
+def run_one(notebook, memory_gb=None, check=None, keep_going=False):
+    """Run ``notebook`` in this process (the child's side); returns 0 when every cell ran. ``keep_going``:
+    run the remaining cells after a failure too (to time a whole notebook whose checks fail)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import matplotlib.pyplot as plt
     import torch
@@ -78,15 +79,18 @@ def run_one(notebook, memory_gb=None, check=None):
     if check:
         cells.append(("check", check))
     start = time.perf_counter()
-    status = "ok"
+    failures = []
     for index, source in cells:
         try:
             _run_cell(source, namespace, f"<{path.name} cell {index}>")
         except BaseException as err:  # any failure, Ctrl-C included, is reported with its cell
             traceback.print_exc()
-            status = f"cell {index}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            break
+            message = str(err).splitlines()[0] if str(err) else ""
+            failures.append(f"cell {index}: {type(err).__name__}: {message}")
+            if not keep_going or isinstance(err, KeyboardInterrupt):
+                break
         plt.close("all")
+    status = "; ".join(failures) or "ok"
     seconds = time.perf_counter() - start
     if cuda:
         peak, where = torch.cuda.max_memory_allocated() / 2**30, torch.cuda.get_device_name(0)
@@ -114,11 +118,12 @@ def main(argv=None):
     )
     parser.add_argument("--memory-gb", type=float, help="cap the GPU memory a notebook may use (T4: 15)")
     parser.add_argument("--check", help="Python code run after a notebook's last cell")
+    parser.add_argument("--keep-going", action="store_true", help="after a failing cell, run the others too")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--run-one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_one:
-        return run_one(args.notebooks[0], args.memory_gb, args.check)
+        return run_one(args.notebooks[0], args.memory_gb, args.check, args.keep_going)
 
     env = {**os.environ, "LLMFS_MODE": args.mode, "PYTHONPATH": str(ROOT)}
     if args.max_steps is not None:
@@ -132,6 +137,7 @@ def main(argv=None):
             command = [sys.executable, __file__, "--run-one", notebook]
             command += ["--memory-gb", str(args.memory_gb)] if args.memory_gb else []
             command += ["--check", args.check] if args.check else []
+            command += ["--keep-going"] if args.keep_going else []
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             result = json.loads(lines[-1][7:]) if lines else {"notebook": notebook, "status": "no result"}
