@@ -226,22 +226,21 @@ def evaluate_classifier(model, train_loader, val_loader, device, eval_iter):
     return train_loss, val_loss
 
 
+# fmt: off
 def train_classifier_simple(
     model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter, *,
     max_steps=None, progress=True,
 ):
+    # fmt: on
     """The book's classifier training loop: for each batch, zero the gradients, compute the classification
     loss, backpropagate and step. Every ``eval_freq`` steps it records the training and validation loss
     (``eval_iter`` batches each); after every epoch it prints and records the accuracy on ``eval_iter``
     batches of each. Ours, not the book's: ``max_steps`` stops after that many steps in all (the epoch it
-    stops in still gets its accuracies), ``progress`` shows a progress bar with the loss and the examples
-    per second.
-
-    Returns ``(train_losses, val_losses, train_accs, val_accs, examples_seen)``, where ``examples_seen``
-    is the number of training examples seen at the end."""
-    num_epochs = positive_int("num_epochs", num_epochs)
-    eval_freq = positive_int("eval_freq", eval_freq)
-    eval_iter = positive_int("eval_iter", eval_iter)
+    stops in still gets its accuracies), ``progress`` shows a progress bar (loss, examples per second).
+    Returns ``(train_losses, val_losses, train_accs, val_accs, examples_seen)``, the last being the number
+    of training examples seen."""
+    for name, value in (("num_epochs", num_epochs), ("eval_freq", eval_freq), ("eval_iter", eval_iter)):
+        positive_int(name, value)
     positive_int("max_steps", max_steps, allow_none=True)
     if len(train_loader) == 0:
         raise ValueError("the training loader yields no batches: fewer examples than one batch?")
