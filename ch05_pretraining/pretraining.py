@@ -494,9 +494,10 @@ def load_pretrained_gpt2(name, device="cpu", **overrides):
     """A GPTModel with OpenAI's GPT-2 weights of size ``name``, in eval mode on ``device``. ``overrides``
     change configuration keys that don't affect the weights (e.g. ``drop_rate``, ``attn_impl``)."""
     cfg = get_gpt_config(name, qkv_bias=True, **overrides)
-    model = GPTModel(cfg)
+    with torch.device(device):  # built where it runs: on a GPU, the host then holds one copy of the weights
+        model = GPTModel(cfg)
     load_weights_into_gpt(model, load_gpt2_state_dict(download_gpt2_weights(name)))
-    return model.to(device).eval()
+    return model.eval()
 
 
 __all__ = [
