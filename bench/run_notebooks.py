@@ -79,8 +79,9 @@ def run_one(notebook, memory_gb=None, check=None, keep_going=False):
     if check:
         cells.append(("check", check))
     start = time.perf_counter()
-    failures = []
+    failures, cell_seconds = [], {}
     for index, source in cells:
+        cell_start = time.perf_counter()
         try:
             _run_cell(source, namespace, f"<{path.name} cell {index}>")
         except BaseException as err:  # any failure, Ctrl-C included, is reported with its cell
@@ -89,8 +90,11 @@ def run_one(notebook, memory_gb=None, check=None, keep_going=False):
             failures.append(f"cell {index}: {type(err).__name__}: {message}")
             if not keep_going or isinstance(err, KeyboardInterrupt):
                 break
+        finally:
+            cell_seconds[index] = round(time.perf_counter() - cell_start, 1)
         plt.close("all")
     status = "; ".join(failures) or "ok"
+    slowest = sorted(cell_seconds.items(), key=lambda item: -item[1])[:3]
     seconds = time.perf_counter() - start
     if cuda:
         peak, where = torch.cuda.max_memory_allocated() / 2**30, torch.cuda.get_device_name(0)
@@ -99,7 +103,8 @@ def run_one(notebook, memory_gb=None, check=None, keep_going=False):
 
         peak, where = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "CPU"  # KiB on Linux
     report = {"notebook": notebook, "status": status, "seconds": round(seconds, 1)}
-    print("RESULT " + json.dumps({**report, "peak_gib": round(peak, 2), "device": where}), flush=True)
+    report.update(peak_gib=round(peak, 2), device=where, slowest_cells=slowest)  # cell numbers count from 0
+    print("RESULT " + json.dumps(report), flush=True)
     return 0 if status == "ok" else 1
 
 
