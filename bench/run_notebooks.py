@@ -2,10 +2,10 @@
 time and peak memory.
 
 Jupyter is not needed: each notebook runs in a fresh Python process (as in a fresh kernel), in its own
-folder, its code cells one after another in one namespace (``%`` magics left out, figures drawn off screen,
-a cell's last expression evaluated and turned into text as Jupyter would show it). That makes it usable on a
-GPU machine that has torch, transformers and tiktoken but no Jupyter, and it is what the full-mode smoke
-test (``tests/test_full_smoke.py``) runs.
+folder, its code cells one after another in one namespace (IPython's ``%`` and ``!`` lines left out,
+figures drawn off screen, a cell's last expression evaluated and turned into text as Jupyter shows it).
+That makes it usable on a GPU machine that has torch, transformers and tiktoken but no Jupyter, and it is
+what the full-mode smoke test (``tests/test_full_smoke.py``) runs.
 
     # every notebook in full mode, GPT-2's weights replaced by random stand-ins in a temporary hub cache
     python bench/run_notebooks.py --standin-weights
@@ -29,7 +29,10 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("ch0*/*.ipynb"))
+sys.path.insert(0, str(ROOT))  # the course's packages, installed or not
+from shared.export import chapter_notebooks, python_code  # noqa: E402
+
+NOTEBOOKS = [path.as_posix() for path in chapter_notebooks(ROOT)]
 # The GPT-2 sizes the notebooks load in full mode (the others need none).
 GPT2_SIZES = {
     "ch05_pretraining/ch05.ipynb": ("gpt2-small (124M)", "gpt2-xl (1558M)"),
@@ -43,8 +46,7 @@ def _code_cells(notebook):
     cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
     for index, cell in enumerate(cells):
         if cell["cell_type"] == "code":
-            lines = "".join(cell["source"]).splitlines()
-            yield index, "\n".join("" if line.lstrip().startswith("%") else line for line in lines)
+            yield index, python_code("".join(cell["source"]))
 
 
 def _run_cell(source, namespace, name):

@@ -50,6 +50,13 @@ def chapter_notebooks(root: Path = REPO_ROOT) -> list[Path]:
     )
 
 
+def python_code(cell_source: str) -> str:
+    """A code cell's source as Python: IPython's ``%`` magic and ``!`` shell lines blanked (line numbers
+    kept), so that ``ast`` and ``exec`` can read it."""
+    lines = cell_source.splitlines()
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in lines)
+
+
 def _public_names(source: str, where: str) -> list[str]:
     """Names a module's top level defines (functions, classes, assignments) that don't start with _."""
     names = []

@@ -14,7 +14,6 @@ With ``HF_HUB_CACHE`` pointing at ``<cache>``, the course's ``download_gpt2_weig
 ordinary path (``try_to_load_from_cache``): no switch in the course's code, no mock, no network.
 """
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ import torch
 
 from ch04_gpt.gpt import get_gpt_config, gpt_config_key
 from ch05_pretraining.pretraining import GPT2_HUB_REPOS
+from shared.data import sha256_of
 
 # Any 40-hex-digit name works; a fixed one keeps the layout the same from run to run.
 STANDIN_REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -43,14 +43,6 @@ def standin_gpt2_config(name):
     )
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_standin_weights(name, cache_dir, seed=0):
     """Write size ``name``'s stand-in ``model.safetensors`` into the hub cache ``cache_dir``; returns the
     snapshot path, the one ``huggingface_hub`` returns for a real download. An existing one is kept."""
@@ -67,7 +59,7 @@ def write_standin_weights(name, cache_dir, seed=0):
     with tempfile.TemporaryDirectory(dir=cache_dir) as saved:
         model.save_pretrained(saved)  # safetensors, the format the hub serves
         del model
-        blob = repo / "blobs" / _sha256(Path(saved) / "model.safetensors")
+        blob = repo / "blobs" / sha256_of(Path(saved) / "model.safetensors")
         blob.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(Path(saved) / "model.safetensors", blob)
     snapshot.parent.mkdir(parents=True, exist_ok=True)

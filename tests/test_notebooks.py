@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from shared.export import REPO_ROOT, chapter_notebooks
+from shared.export import REPO_ROOT, chapter_notebooks, python_code
 
 NOTEBOOKS = chapter_notebooks()
 
@@ -75,8 +75,7 @@ def _output_texts(output):
 
 def _real_asserts(source):
     """The assert statements in ``source`` that can fail (``assert True`` or ``assert 1`` cannot)."""
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-    tree = ast.parse(code)
+    tree = ast.parse(python_code(source))
     return [n for n in ast.walk(tree) if isinstance(n, ast.Assert) and not isinstance(n.test, ast.Constant)]
 
 

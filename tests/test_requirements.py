@@ -9,7 +9,7 @@ import json
 import re
 import sys
 
-from shared.export import REPO_ROOT
+from shared.export import REPO_ROOT, python_code
 
 NOTEBOOK_REQUIREMENTS = REPO_ROOT / "requirements-notebooks.txt"
 ALL_REQUIREMENTS = REPO_ROOT / "requirements.txt"
@@ -52,9 +52,7 @@ def _course_sources():
     for path in sorted(REPO_ROOT.glob("ch0*/*.ipynb")):
         for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
             if cell["cell_type"] == "code":
-                # Shell (!) and magic (%) lines are IPython's, not Python.
-                lines = "".join(cell["source"]).splitlines()
-                yield path, "\n".join(line for line in lines if not line.lstrip().startswith(("!", "%")))
+                yield path, python_code("".join(cell["source"]))
 
 
 def test_the_light_file_lists_every_package_the_course_imports():
