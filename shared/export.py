@@ -43,11 +43,21 @@ class ExportedModule:
         return ".".join(self.target.with_suffix("").parts)
 
 
+# The course's folders in reading order: appendix A (the PyTorch primer) first, then the chapters, then
+# the bonus lessons that go beyond the book (today's open models).
+COURSE_FOLDERS = ("appendix_a_pytorch", "ch0*", "llama_qwen")
+
+
 def chapter_notebooks(root: Path = REPO_ROOT) -> list[Path]:
-    """Notebooks in the chapter folders, in chapter order."""
-    return sorted(
-        p.relative_to(root) for p in root.glob("ch0*/*.ipynb") if ".ipynb_checkpoints" not in p.parts
-    )
+    """Notebooks in the course's folders, in reading order."""
+    found = []
+    for pattern in COURSE_FOLDERS:
+        found += sorted(
+            p.relative_to(root)
+            for p in root.glob(f"{pattern}/*.ipynb")
+            if ".ipynb_checkpoints" not in p.parts
+        )
+    return found
 
 
 def python_code(cell_source: str) -> str:
