@@ -4,6 +4,9 @@ Where each public name of the course lives, for `from shared import ...`.
 """
 
 NAMES = {
+    "NeuralNetwork": "appendix_a_pytorch.appendix_a",
+    "ToyDataset": "appendix_a_pytorch.appendix_a",
+    "compute_accuracy": "appendix_a_pytorch.appendix_a",
     "split_words": "ch02_tokenizer.tokenizer",
     "build_word_vocab": "ch02_tokenizer.tokenizer",
     "SimpleTokenizerV1": "ch02_tokenizer.tokenizer",

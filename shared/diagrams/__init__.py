@@ -7,6 +7,7 @@ default colours), and draws only what the text next to it explains.
 """
 
 from shared.diagrams._draw import BLUE, GREEN, GREY, ORANGE, PURPLE, RED  # noqa: F401  (the palette)
+from shared.diagrams.appendix_a import *  # noqa: F403
 from shared.diagrams.chapter_5 import *  # noqa: F403
 from shared.diagrams.chapters_2_to_4 import *  # noqa: F403
 from shared.diagrams.chapters_6_and_7 import *  # noqa: F403
