@@ -27,6 +27,7 @@ MAX_STEPS = 2
 
 # What each notebook must have done in full mode, checked after its last cell.
 CHECKS = {
+    "appendix_a_pytorch/appendix_a.ipynb": "assert MATMUL_SIZES[-1] == (4096, 4096, 4096)",
     "ch02_tokenizer/ch02.ipynb": "assert MODE == 'full'",
     "ch02_tokenizer/ch02_bpe.ipynb": "assert MODE == 'full' and max(VOCAB_SIZES) == 10_000",
     "ch03_attention/ch03.ipynb": "assert (GPT2_DEMO_BATCH, GPT2_DEMO_TOKENS) == (8, 1024)",
