@@ -266,3 +266,245 @@ __all__ = [
     "grouped_query_attention",
     "kv_cache_memory",
 ]
+
+
+# ---- Qwen3 (llama_qwen/qwen3.ipynb) and Hugging Face weights (llama_qwen/hf_models.ipynb) ----
+# Written by helper Q; only functions are added below, and the names are added to __all__ at the end.
+
+
+def qwen3_block():
+    """Qwen3: a Llama block with RMSNorm on each head's queries and keys (QK-norm), and a feed-forward
+    network that is either SwiGLU (dense models) or a mixture of experts (the MoE models)."""
+    fig, ax = _canvas(9.0, 4.4)
+    x = 2.3
+    stack = [
+        (0.35, "token embeddings (no position embedding)", GREY),
+        (0.95, "RMSNorm", BLUE),
+        (1.55, "grouped-query attention (RoPE)", BLUE),
+        (2.35, "RMSNorm", BLUE),
+        (2.95, "SwiGLU feed-forward  or  mixture of experts", ORANGE),
+        (3.75, "... n_layers blocks, final RMSNorm, out_head", GREY),
+    ]
+    for y, text, color in stack:
+        _box(ax, x, y, 3.6, 0.38, text, color=color, fontsize=8.5)
+    for (y0, *_), (y1, *_) in zip(stack[:-1], stack[1:], strict=True):
+        _arrow(ax, (x, y0 + 0.19), (x, y1 - 0.19))
+    ax.text(x + 1.95, 1.9, "+ residual", fontsize=8, color=GREY, va="center")
+    ax.text(x + 1.95, 3.3, "+ residual", fontsize=8, color=GREY, va="center")
+    # the attention, opened up: QK-norm before RoPE
+    ax.plot([x + 1.8, 5.0], [1.55, 1.9], color=GREY, lw=0.8, ls=":")
+    ax.text(6.9, 4.15, "inside the attention, per head", ha="center", fontsize=9)
+    for i, (name, normed) in enumerate((("W_query", True), ("W_key", True), ("W_value", False))):
+        y = 3.55 - 0.75 * i
+        _box(ax, 5.5, y, 0.95, 0.36, name, color=BLUE, fontsize=8)
+        if normed:
+            _box(ax, 6.65, y, 1.05, 0.36, "RMSNorm\n(head_dim)", color=RED, fontsize=7.5)
+            _box(ax, 7.75, y, 0.75, 0.36, "RoPE", color=BLUE, fontsize=8)
+            _arrow(ax, (5.98, y), (6.12, y))
+            _arrow(ax, (7.18, y), (7.37, y))
+        else:
+            _arrow(ax, (5.98, y), (7.37, y))
+        end = 8.13 if normed else 7.37
+        _arrow(ax, (end, y - 0.18 if normed else y), (6.2 + 0.6 * i, 1.27), connectionstyle="arc3,rad=-0.15")
+    _box(ax, 6.9, 1.05, 3.0, 0.4, "softmax(q k / sqrt(head_dim)) v", color=BLUE, fontsize=8)
+    ax.text(
+        6.9,
+        0.35,
+        "new in Qwen3 (red): q_norm and k_norm keep the\nscores q k in a steady range, whatever the weights",
+        ha="center",
+        fontsize=8,
+        color=RED,
+    )
+    _show(fig)
+
+
+def moe_layer(num_experts=8, top_k=2, chosen=(2, 5), weights=(0.62, 0.38)):
+    """A mixture-of-experts layer for one token: the router scores every expert, the top ``top_k`` run,
+    and their outputs are added with the router's (renormalized) weights."""
+    fig, ax = _canvas(9.0, 3.6)
+    _box(ax, 0.75, 1.8, 1.1, 0.5, "token\nvector x", color=GREY, fontsize=8.5)
+    _box(ax, 2.35, 1.8, 1.4, 0.7, "router (gate)\nsoftmax over\nall experts", color=PURPLE, fontsize=8)
+    _arrow(ax, (1.3, 1.8), (1.65, 1.8))
+    ys = [3.2 - i * 2.8 / (num_experts - 1) for i in range(num_experts)]
+    for i, y in enumerate(ys):
+        on = i in chosen
+        color = ORANGE if on else GREY
+        _box(
+            ax,
+            5.0,
+            y,
+            1.7,
+            0.3,
+            f"expert {i} (SwiGLU)",
+            color=color,
+            fontsize=7.5,
+            fill_alpha=0.3 if on else 0.08,
+        )
+        if on:
+            w = weights[list(chosen).index(i)]
+            _arrow(ax, (3.05, 1.8), (4.15, y), color=ORANGE, text=None)
+            ax.text(
+                3.45, (1.8 + y) / 2 + (0.15 if y > 1.8 else -0.25), f"{w:.2f}", fontsize=8.5, color=ORANGE
+            )
+            _arrow(ax, (5.85, y), (6.95, 1.8), color=ORANGE)
+    _box(ax, 7.5, 1.8, 1.0, 0.55, "weighted\nsum", color=GREEN, fontsize=8.5)
+    ax.text(
+        4.5,
+        0.0,
+        f"only the top {top_k} of {num_experts} experts compute for this token; "
+        "their weights are renormalized to sum to 1",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color=GREY,
+    )
+    _show(fig)
+
+
+def tokens_to_experts(tokens, experts, weights, num_experts):
+    """Which experts each token was routed to: one row per token, one column per expert, the router's
+    weight in each chosen cell (``experts``/``weights``: (num_tokens, top_k) lists)."""
+
+    import numpy as np
+
+    grid = np.zeros((len(tokens), num_experts))
+    for row, (chosen, ws) in enumerate(zip(experts, weights, strict=True)):
+        for e, w in zip(chosen, ws, strict=True):
+            grid[row, e] = w
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(9.0, 0.35 * len(tokens) + 1.4), gridspec_kw={"width_ratios": (3, 1)}
+    )
+    ax.imshow(np.ma.masked_equal(grid, 0), cmap="Oranges", vmin=0, vmax=1, aspect="auto")
+    ax.set_yticks(range(len(tokens)), [repr(t) for t in tokens], fontsize=8)
+    ax.set_xticks(range(num_experts), [str(e) for e in range(num_experts)], fontsize=8)
+    ax.set_xlabel("expert")
+    for row in range(len(tokens)):
+        for e in range(num_experts):
+            if grid[row, e] > 0:
+                ax.text(e, row, f"{grid[row, e]:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title("router weights of the chosen experts (blank: the expert does not run)", fontsize=9)
+    counts = (grid > 0).sum(axis=0)
+    ax2.barh(range(num_experts), counts, color=ORANGE)
+    ax2.set_yticks(range(num_experts), [str(e) for e in range(num_experts)], fontsize=8)
+    ax2.invert_yaxis()
+    ax2.set_xlabel("tokens per expert")
+    fig.tight_layout()
+    _show(fig)
+
+
+def active_parameters(models):
+    """Total and active (used for one token) parameters of each model: ``models`` maps a name to
+    (total, active)."""
+    fig, ax = plt.subplots(figsize=(8.0, 0.6 * len(models) + 1.2))
+    names = list(models)
+    totals = [models[n][0] / 1e9 for n in names]
+    actives = [models[n][1] / 1e9 for n in names]
+    ax.barh(names, totals, color=GREY, alpha=0.4, label="total: stored in memory")
+    ax.barh(names, actives, color=ORANGE, label="active: computed for each token")
+    for i in range(len(names)):
+        ax.text(totals[i], i, f" {totals[i]:.1f}B total", va="center", fontsize=8)
+        ax.text(actives[i], i - 0.3, f" {actives[i]:.1f}B active", va="center", fontsize=8, color=ORANGE)
+    ax.set_xlabel("parameters (billions)")
+    ax.set_xlim(0, max(totals) * 1.25)
+    ax.invert_yaxis()
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    _show(fig)
+
+
+def hf_folder_to_model():
+    """Weights in the Hugging Face layout: what each file of a model folder becomes in the course's model."""
+    fig, ax = _canvas(9.5, 3.9)
+    ax.text(0.15, 3.6, "a model folder (save_pretrained, or a hub repository)", fontsize=9, fontweight="bold")
+    files = [
+        ("config.json", "model_type, hidden_size, num_key_value_heads, ...", GREEN),
+        (
+            "model.safetensors",
+            "or model-00001-of-0000N.safetensors ...\nwith model.safetensors.index.json",
+            BLUE,
+        ),
+        ("tokenizer.json", "byte-level BPE, the chat's special tokens", ORANGE),
+    ]
+    targets = [
+        ('"qwen3" -> Qwen3Model\nhidden_size -> emb_dim, ...', GREEN),
+        ("model.layers.0.self_attn.q_proj.weight\n-> trf_blocks[0].att.W_query.weight", BLUE),
+        ("ChatTokenizer: encode, decode,\nformat_chat", ORANGE),
+    ]
+    for i, ((name, what, color), (target, tcolor)) in enumerate(zip(files, targets, strict=True)):
+        y = 2.85 - 1.05 * i
+        _box(ax, 1.25, y, 2.0, 0.42, name, color=color, fontsize=8.5, family="monospace")
+        ax.text(0.25, y - 0.42, what, fontsize=7, color=GREY, va="center")
+        _box(ax, 6.9, y, 4.2, 0.62, target, color=tcolor, fontsize=8)
+        _arrow(
+            ax,
+            (2.3, y),
+            (4.75, y),
+            text="hf_config_to_ours" if i == 0 else ("hf_key_map" if i == 1 else None),
+        )
+    ax.text(
+        4.75,
+        0.05,
+        "every tensor's name and shape is checked against the model before anything is copied",
+        ha="center",
+        fontsize=8,
+        color=GREY,
+    )
+    _show(fig)
+
+
+def weights_source_order():
+    """Where load_hf_model looks for the files of a hub repository name, in order."""
+    fig, ax = _canvas(9.5, 2.6)
+    steps = [
+        ("a folder?\nread it", GREY),
+        ("1. huggingface_hub's\ncache", BLUE),
+        ("2. the offline mirror\n$LLMFS_DATA_MIRROR/\n<org>--<name>/", GREEN),
+        ("3. download from\nthe hub (into\nthe cache)", ORANGE),
+        ("none: one line\nthat says what to\ndownload, and where", RED),
+    ]
+    xs = [0.95 + 1.9 * i for i in range(len(steps))]
+    for x, (text, color) in zip(xs, steps, strict=True):
+        _box(ax, x, 1.55, 1.6, 0.95, text, color=color, fontsize=8)
+    for a, b in zip(xs, xs[1:], strict=False):
+        _arrow(ax, (a + 0.82, 1.55), (b - 0.82, 1.55))
+    ax.text(
+        4.75,
+        0.35,
+        "each place is tried only when the one before lacks the files; a model downloaded once loads offline",
+        ha="center",
+        fontsize=8,
+        color=GREY,
+    )
+    _show(fig)
+
+
+def chat_prompt_tokens(rows):
+    """Chat prompts as the model reads them: ``rows`` maps a title to a list of (piece, is_special), the
+    special tokens drawn in red, the text in blue, newlines shown as \\n."""
+    width = 10.0
+    fig, ax = _canvas(width, 0.9 + 1.15 * len(rows))
+    y = 0.55 + 1.15 * len(rows)
+    for title, pieces in rows.items():
+        ax.text(0.1, y - 0.05, title, fontsize=9, fontweight="bold", va="top")
+        x, line_y = 0.1, y - 0.45
+        for piece, special in pieces:
+            text = piece.replace("\n", "\\n")
+            w = 0.075 * len(text) + 0.12
+            if x + w > width - 0.1:
+                x, line_y = 0.1, line_y - 0.36
+            color = RED if special else BLUE
+            _box(ax, x + w / 2, line_y, w, 0.28, text, color=color, fontsize=7, family="monospace")
+            x += w + 0.05
+        y = line_y - 0.45
+    _show(fig)
+
+
+__all__ += [
+    "qwen3_block",
+    "moe_layer",
+    "tokens_to_experts",
+    "active_parameters",
+    "hf_folder_to_model",
+    "weights_source_order",
+    "chat_prompt_tokens",
+]
