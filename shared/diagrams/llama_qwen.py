@@ -50,8 +50,8 @@ def gpt_to_llama_block():
     for x in (2.1, 6.7):  # the repeated part of each model
         ax.add_patch(plt.Rectangle((x - 1.5, 1.6), 3.0, 2.74, fill=False, edgecolor=GREY, linestyle="--"))
         ax.text(x + 1.45, 1.62, "× n_layers", ha="right", va="bottom", fontsize=7, color=GREY)
-    for k, y in enumerate((1.17, 1.89, 2.61, 3.33, 4.05, 4.77)):
-        _arrow(ax, (3.45, y), (5.35, y), color=ORANGE if k else GREY, style="-|>")
+    for y in (1.17, 1.89, 2.61, 3.33, 4.05, 4.77):
+        _arrow(ax, (3.45, y), (5.35, y), color=ORANGE, style="-|>")
     notes = "[1] RMSNorm  [2] SiLU/SwiGLU  [3] RoPE  [4] no biases  [5] grouped-query attention"
     ax.text(4.5, 0.05, notes, ha="center", va="bottom", fontsize=8, color=ORANGE)
     _show(fig)
