@@ -131,18 +131,19 @@ def _llama3_scaled_frequencies(inv_freq, freq_config):
 
 
 class GroupedQueryAttention(nn.Module):
-    """Causal self-attention in which ``num_heads`` query heads share ``num_kv_groups`` key/value heads:
-    query head h reads key/value head h // (num_heads // num_kv_groups). num_kv_groups == num_heads is
-    ordinary multi-head attention, 1 is multi-query attention. No biases; RoPE rotates queries and keys.
+    """Causal self-attention whose ``num_heads`` query heads share ``num_kv_groups`` key/value heads: query
+    head h reads key/value head h // (num_heads // num_kv_groups); num_kv_groups == num_heads is multi-head
+    attention, 1 is multi-query attention. No biases; RoPE rotates queries and keys; ``head_dim`` defaults
+    to d_in // num_heads; ``qk_norm=True`` (Qwen3) first applies RMSNorm(head_dim, eps=qk_norm_eps) to each
+    head's queries and keys. ``forward(x, mask, cos, sin, kv_cache=None)``: x (batch, num_tokens, d_in);
+    ``mask`` True where a query may not see a key, (num_tokens, num_keys), or None (all visible);
+    ``cos``/``sin`` for x's positions (see apply_rope); ``kv_cache``: one layer of chapter 4's KVCache or of
+    chapter 5's StaticKVCache. The cache stores keys (after RoPE) and values of num_kv_groups heads only:
+    that is the memory GQA saves."""
 
-    ``head_dim`` defaults to d_in // num_heads; ``qk_norm=True`` (Qwen3) applies RMSNorm(head_dim, eps=1e-6)
-    to each head's queries and keys before RoPE. ``forward(x, mask, cos, sin, kv_cache=None)``: x (batch,
-    num_tokens, d_in); mask True where a query may not see a key, (num_tokens, num_keys), or None (all
-    visible); cos/sin for x's positions (see apply_rope). ``kv_cache``: one layer of chapter 4's KVCache
-    (``keys``/``values``, None while empty) or of chapter 5's StaticKVCache (with ``update``); it stores
-    the keys (after RoPE) and values of the num_kv_groups heads only: that is the memory GQA saves."""
-
-    def __init__(self, d_in, num_heads, num_kv_groups, head_dim=None, qk_norm=False, dtype=None):
+    def __init__(
+        self, d_in, num_heads, num_kv_groups, head_dim=None, qk_norm=False, dtype=None, qk_norm_eps=1e-6
+    ):
         super().__init__()
         if num_heads < 1 or num_kv_groups < 1 or num_heads % num_kv_groups != 0:
             raise ValueError(
@@ -162,8 +163,8 @@ class GroupedQueryAttention(nn.Module):
         self.W_key = nn.Linear(d_in, num_kv_groups * head_dim, bias=False, dtype=dtype)
         self.W_value = nn.Linear(d_in, num_kv_groups * head_dim, bias=False, dtype=dtype)
         self.out_proj = nn.Linear(self.d_out, d_in, bias=False, dtype=dtype)
-        self.q_norm = RMSNorm(head_dim, eps=1e-6, dtype=dtype) if qk_norm else None
-        self.k_norm = RMSNorm(head_dim, eps=1e-6, dtype=dtype) if qk_norm else None
+        self.q_norm = RMSNorm(head_dim, eps=qk_norm_eps, dtype=dtype) if qk_norm else None
+        self.k_norm = RMSNorm(head_dim, eps=qk_norm_eps, dtype=dtype) if qk_norm else None
 
     def forward(self, x, mask, cos, sin, kv_cache=None):
         b, num_tokens, _ = x.shape
@@ -192,7 +193,8 @@ class GroupedQueryAttention(nn.Module):
 class LlamaBlock(nn.Module):
     """One Llama block: x + attention(RMSNorm(x)), then x + feed_forward(RMSNorm(x)); no dropout.
     ``ff`` replaces the SwiGLUFeedForward (e.g. Qwen3's mixture of experts). ``forward(x, mask, cos, sin,
-    kv_cache=None)`` passes mask, cos, sin and this layer's cache on to GroupedQueryAttention."""
+    kv_cache=None)`` passes mask, cos, sin and this layer's cache on to GroupedQueryAttention. RMSNorm's eps
+    is ``cfg["norm_eps"]`` (default 1e-5), also for the query/key norms of ``qk_norm``."""
 
     def __init__(self, cfg, ff=None):
         super().__init__()
@@ -205,6 +207,7 @@ class LlamaBlock(nn.Module):
             head_dim=cfg.get("head_dim"),
             qk_norm=cfg.get("qk_norm", False),
             dtype=dtype,
+            qk_norm_eps=eps,
         )
         self.norm2 = RMSNorm(cfg["emb_dim"], eps=eps, dtype=dtype)
         self.ff = SwiGLUFeedForward(cfg) if ff is None else ff
@@ -273,7 +276,8 @@ class Llama3Model(nn.Module):
         self.cfg = dict(cfg)
         dtype = cfg.get("dtype")
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"], dtype=dtype)
-        self.trf_blocks = nn.ModuleList([LlamaBlock(cfg) for _ in range(cfg["n_layers"])])
+        blocks = [LlamaBlock(cfg, ff=self.feed_forward(cfg)) for _ in range(cfg["n_layers"])]
+        self.trf_blocks = nn.ModuleList(blocks)
         self.final_norm = RMSNorm(cfg["emb_dim"], eps=cfg.get("norm_eps", 1e-5), dtype=dtype)
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False, dtype=dtype)
         if cfg.get("tie_word_embeddings", False):
@@ -303,6 +307,11 @@ class Llama3Model(nn.Module):
         for block, layer_cache in zip(self.trf_blocks, layers, strict=True):
             x = block(x, mask, cos, sin, kv_cache=layer_cache)
         return self.out_head(self.final_norm(x))
+
+    def feed_forward(self, cfg):
+        """The feed-forward module of one block; None: LlamaBlock's SwiGLUFeedForward. A subclass returns
+        another (Qwen3's mixture of experts)."""
+        return None
 
     @property
     def pos_emb(self):
