@@ -402,8 +402,8 @@ def active_parameters(models):
     ax.barh(names, totals, color=GREY, alpha=0.4, label="total: stored in memory")
     ax.barh(names, actives, color=ORANGE, label="active: computed for each token")
     for i in range(len(names)):
-        ax.text(totals[i], i, f" {totals[i]:.1f}B total", va="center", fontsize=8)
-        ax.text(actives[i], i - 0.3, f" {actives[i]:.1f}B active", va="center", fontsize=8, color=ORANGE)
+        ax.text(totals[i], i, f" {totals[i]:.2f}B total", va="center", fontsize=8)
+        ax.text(actives[i], i - 0.3, f" {actives[i]:.2f}B active", va="center", fontsize=8, color=ORANGE)
     ax.set_xlabel("parameters (billions)")
     ax.set_xlim(0, max(totals) * 1.25)
     ax.invert_yaxis()
