@@ -229,6 +229,9 @@ _LLAMA_KEYS = (
 )
 
 
+_INTEGER_KEYS = (*_LLAMA_KEYS[:7], "head_dim")
+
+
 def check_llama_config(cfg, required=_LLAMA_KEYS):
     """Raise a ValueError naming the problem for a configuration a Llama3Model cannot be built from."""
     if not isinstance(cfg, Mapping):
@@ -238,7 +241,7 @@ def check_llama_config(cfg, required=_LLAMA_KEYS):
         raise ValueError(
             f"the configuration lacks the keys {missing} (LLAMA32_CONFIG_1B shows a complete one)"
         )
-    for key in (*required[:7], "head_dim"):
+    for key in _INTEGER_KEYS:
         value = cfg.get(key)
         bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
         if key in cfg and value is not None and bad:
@@ -257,6 +260,15 @@ def check_llama_config(cfg, required=_LLAMA_KEYS):
     if head_dim % 2 != 0:
         raise ValueError(
             f"the head dimension must be even for RoPE, got {head_dim}: change emb_dim or n_heads"
+        )
+    freq = cfg.get("rope_freq")
+    if freq is not None and not (isinstance(freq, Mapping) and all(key in freq for key in _FREQ_KEYS)):
+        raise ValueError(
+            f"rope_freq is None (plain RoPE) or a dict with the keys {list(_FREQ_KEYS)}, got {freq!r}"
+        )
+    if cfg.get("dtype") is not None and not isinstance(cfg["dtype"], torch.dtype):
+        raise ValueError(
+            f"dtype is None (float32) or a torch.dtype such as torch.bfloat16, got {cfg['dtype']!r}"
         )
 
 

@@ -228,8 +228,10 @@ def test_bad_configurations_are_refused():
         Llama3Model({**cfg, "n_kv_groups": 3})
     with pytest.raises(ValueError, match="lacks the keys"):
         Llama3Model({k: v for k, v in cfg.items() if k != "rope_base"})
-    with pytest.raises(ValueError, match="rope_freq lacks"):
+    with pytest.raises(ValueError, match="rope_freq is None"):
         Llama3Model({**cfg, "rope_freq": {"factor": 8.0}})
+    with pytest.raises(ValueError, match="dtype is None"):
+        Llama3Model({**cfg, "dtype": "bfloat16"})
     with pytest.raises(ValueError, match="context_length"):
         Llama3Model(cfg)(torch.zeros(1, 65, dtype=torch.long))
 
