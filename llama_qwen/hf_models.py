@@ -188,9 +188,11 @@ _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)  # RoPE's frequencies, in some old
 
 
 def _check_weights(model, files, where):
-    """{file: [(hf_name, our_name)]} once every tensor of ``files`` fits ``model``; else a ValueError."""
+    """{file: [(hf_name, our_name)]} once every tensor of ``files`` fits ``model``; else a ValueError. A
+    tied model's output layer is its token embedding: an lm_head.weight in its files is left out, as
+    transformers leaves it out."""
     targets, wanted = model.state_dict(), dict(hf_key_map(model.cfg))
-    tied = model.cfg.get("tie_word_embeddings", False)
+    ignored = ("lm_head.weight",) if model.cfg.get("tie_word_embeddings") else ()
     found, problems = {}, []
     for path in files:
         for name, shape in _shapes(path).items():
@@ -198,19 +200,9 @@ def _check_weights(model, files, where):
             if name in wanted and shape != tuple(targets[wanted[name]].shape):
                 expected = tuple(targets[wanted[name]].shape)
                 problems.append(f"{path.name} holds {name} of shape {shape}, the model's is {expected}")
-            elif (
-                name not in wanted
-                and not name.endswith(_IGNORED_SUFFIXES)
-                and not (tied and name == "lm_head.weight")
-            ):
+            elif name not in wanted and name not in ignored and not name.endswith(_IGNORED_SUFFIXES):
                 problems.append(f"{path.name} holds {name} {shape}, which the model does not have")
     problems += [f"no file holds {name}" for name in wanted if name not in found]
-    if tied and "lm_head.weight" in found:  # a tied model's file may hold the shared matrix twice
-        with safetensors.safe_open(str(found["lm_head.weight"]), framework="pt") as f:
-            head = f.get_tensor("lm_head.weight")
-        with safetensors.safe_open(str(found["model.embed_tokens.weight"]), framework="pt") as f:
-            if not torch.equal(head, f.get_tensor("model.embed_tokens.weight")):
-                problems.append("lm_head.weight differs from the token embedding, but config.json ties them")
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ValueError(
@@ -342,7 +334,8 @@ def format_chat(messages, chat_format, add_generation_prompt=True, enable_thinki
     ``messages`` [{"role": "system" | "user" | "assistant", "content": str}, ...], as their chat templates
     write plain messages. ``add_generation_prompt``: end with the header of the answer, which the model
     writes next; ``enable_thinking=False`` (Qwen3) adds an empty <think></think> block: an answer without
-    reasoning first."""
+    reasoning first. (Qwen3's template also drops the <think> part of earlier answers: pass answers without
+    it.)"""
     if isinstance(messages, (str, dict)) or not messages:
         raise ValueError('messages must be a non-empty list like [{"role": "user", "content": "Hello"}]')
     for i, m in enumerate(messages):

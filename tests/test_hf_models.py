@@ -177,6 +177,19 @@ def test_greedy_generation_matches_transformers(saved):
     assert torch.equal(generate_text_cached(ours, prompt, 10, context_size=64), expected)
 
 
+def test_a_tied_models_extra_lm_head_is_left_out_as_transformers_does(saved, tmp_path):
+    import safetensors.torch
+
+    hf, folder = saved["llama"]  # tied: save_pretrained writes no lm_head.weight
+    copy = shutil.copytree(folder, tmp_path / "with-head")
+    tensors = safetensors.torch.load_file(copy / "model.safetensors")
+    assert "lm_head.weight" not in tensors
+    tensors["lm_head.weight"] = torch.zeros_like(tensors["model.embed_tokens.weight"])
+    safetensors.torch.save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
+    ours = load_hf_model(copy)
+    assert ours.out_head.weight is ours.tok_emb.weight and max(_logit_differences(ours, hf)) < 1e-4
+
+
 # --- mistakes, each refused before anything is copied ------------------------------------------------------
 
 

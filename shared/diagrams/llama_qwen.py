@@ -482,20 +482,28 @@ def chat_prompt_tokens(rows):
     """Chat prompts as the model reads them: ``rows`` maps a title to a list of (piece, is_special), the
     special tokens drawn in red, the text in blue, newlines shown as \\n."""
     width = 10.0
-    fig, ax = _canvas(width, 0.9 + 1.15 * len(rows))
-    y = 0.55 + 1.15 * len(rows)
+    layout, y = [], 0.0  # (x, y, w, text, special) with y counted down from the top
     for title, pieces in rows.items():
-        ax.text(0.1, y - 0.05, title, fontsize=9, fontweight="bold", va="top")
-        x, line_y = 0.1, y - 0.45
+        layout.append((0.1, y, None, title, None))
+        x, y = 0.1, y + 0.4
         for piece, special in pieces:
             text = piece.replace("\n", "\\n")
             w = 0.075 * len(text) + 0.12
             if x + w > width - 0.1:
-                x, line_y = 0.1, line_y - 0.36
-            color = RED if special else BLUE
-            _box(ax, x + w / 2, line_y, w, 0.28, text, color=color, fontsize=7, family="monospace")
+                x, y = 0.1, y + 0.36
+            layout.append((x, y, w, text, special))
             x += w + 0.05
-        y = line_y - 0.45
+        y += 0.55
+    height = y + 0.1
+    fig, ax = _canvas(width, height)
+    for x, top, w, text, special in layout:
+        if w is None:
+            ax.text(x, height - top - 0.1, text, fontsize=9, fontweight="bold", va="top")
+        else:
+            color = RED if special else BLUE
+            _box(
+                ax, x + w / 2, height - top - 0.2, w, 0.28, text, color=color, fontsize=7, family="monospace"
+            )
     _show(fig)
 
 
