@@ -357,6 +357,35 @@ def format_chat(messages, chat_format, add_generation_prompt=True, enable_thinki
     raise ValueError(f"chat_format must be one of {list(CHAT_FORMATS)}, got {chat_format!r}")
 
 
+def _read_tokenizer(tokenizer_file):
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path.resolve()}: give the path of the model's {TOKENIZER_FILE}")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # the tokenizers package raises plain Exceptions for bad files
+        raise ValueError(
+            f"{path.resolve()} is not a {TOKENIZER_FILE} ({err}): download or save it again"
+        ) from None
+
+
+def _chat_format_of(filename, vocab, chat_format=None):
+    """``chat_format``, checked against the special tokens of the vocabulary; None: the family they show."""
+    if chat_format is None:
+        last = {f: spec["special_tokens"][-1] for f, spec in CHAT_FORMATS.items()}  # <|eot_id|>, <|im_end|>
+        chat_format = next((f for f, token in last.items() if token in vocab), None)
+        if chat_format is None:
+            raise ValueError(f"{filename} has neither Llama 3's nor Qwen3's chat tokens: give chat_format")
+    if chat_format not in CHAT_FORMATS:
+        raise ValueError(f"chat_format must be one of {list(CHAT_FORMATS)}, got {chat_format!r}")
+    missing = [t for t in CHAT_FORMATS[chat_format]["special_tokens"] if t not in vocab]
+    if missing:
+        raise ValueError(f"{filename} lacks the {chat_format} chat tokens {missing}: is it the right file?")
+    return chat_format
+
+
 class ChatTokenizer:
     """The tokenizer of a Llama 3 or Qwen3 model, read from its ``tokenizer.json`` with the ``tokenizers``
     package (byte-level BPE and the chat format's special tokens). ``encode``/``decode`` behave like
@@ -365,40 +394,13 @@ class ChatTokenizer:
     or None to tell from the special tokens in the file."""
 
     def __init__(self, tokenizer_file, chat_format=None):
-        from tokenizers import Tokenizer
-
-        path = Path(tokenizer_file)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no file {path.resolve()}: give the path of the model's {TOKENIZER_FILE}"
-            )
-        try:
-            self.tokenizer = Tokenizer.from_file(str(path))
-        except Exception as err:  # the tokenizers package raises plain Exceptions for bad files
-            raise ValueError(
-                f"{path.resolve()} is not a {TOKENIZER_FILE} ({err}): download or save it again"
-            ) from None
+        self.tokenizer = _read_tokenizer(tokenizer_file)
         vocab = self.tokenizer.get_vocab(with_added_tokens=True)
-        if chat_format is None:  # the family whose special tokens the file holds
-            chat_format = next(
-                (f for f, spec in CHAT_FORMATS.items() if spec["special_tokens"][-1] in vocab), None
-            )
-            if chat_format is None:
-                raise ValueError(
-                    f"{path.name} has neither Llama 3's nor Qwen3's chat tokens: give chat_format"
-                )
-        if chat_format not in CHAT_FORMATS:
-            raise ValueError(f"chat_format must be one of {list(CHAT_FORMATS)}, got {chat_format!r}")
-        missing = [t for t in CHAT_FORMATS[chat_format]["special_tokens"] if t not in vocab]
-        if missing:
-            raise ValueError(
-                f"{path.name} lacks the {chat_format} chat tokens {missing}: is it the right file?"
-            )
-        self.chat_format = chat_format
+        self.chat_format = _chat_format_of(Path(tokenizer_file).name, vocab, chat_format)
         self.special_tokens = {
             t.content: i for i, t in self.tokenizer.get_added_tokens_decoder().items() if t.special
         }
-        self.stop_ids = [vocab[t] for t in CHAT_FORMATS[chat_format]["stop_tokens"]]
+        self.stop_ids = [vocab[t] for t in CHAT_FORMATS[self.chat_format]["stop_tokens"]]
 
     @property
     def n_vocab(self):
