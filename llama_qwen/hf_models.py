@@ -334,8 +334,8 @@ def format_chat(messages, chat_format, add_generation_prompt=True, enable_thinki
     ``messages`` [{"role": "system" | "user" | "assistant", "content": str}, ...], as their chat templates
     write plain messages. ``add_generation_prompt``: end with the header of the answer, which the model
     writes next; ``enable_thinking=False`` (Qwen3) adds an empty <think></think> block: an answer without
-    reasoning first. (Qwen3's template also drops the <think> part of earlier answers: pass answers without
-    it.)"""
+    reasoning first. (Qwen3's template writes an empty <think></think> block before a final answer, as here,
+    and drops the <think> part of earlier answers: pass answers without it.)"""
     if isinstance(messages, (str, dict)) or not messages:
         raise ValueError('messages must be a non-empty list like [{"role": "user", "content": "Hello"}]')
     for i, m in enumerate(messages):
@@ -352,6 +352,9 @@ def format_chat(messages, chat_format, add_generation_prompt=True, enable_thinki
         return "<|begin_of_text|>" + "".join(turns) + (header if add_generation_prompt else "")
     if chat_format == "qwen3":
         turns = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
+        if messages[-1]["role"] == "assistant":  # an answer after the last question: its (empty) reasoning
+            answer = messages[-1]["content"].lstrip("\n")
+            turns[-1] = f"<|im_start|>assistant\n<think>\n\n</think>\n\n{answer}<|im_end|>\n"
         header = "<|im_start|>assistant\n" + ("" if enable_thinking else "<think>\n\n</think>\n\n")
         return "".join(turns) + (header if add_generation_prompt else "")
     raise ValueError(f"chat_format must be one of {list(CHAT_FORMATS)}, got {chat_format!r}")

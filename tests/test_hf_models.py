@@ -367,6 +367,11 @@ def test_qwen3_chat_prompt_and_special_tokens(tmp_path):
     assert ours.format_chat(MESSAGES) == expected
     no_thinking = ours.format_chat(MESSAGES, enable_thinking=False)
     assert no_thinking == expected + "<think>\n\n</think>\n\n"
+    answered = MESSAGES + [{"role": "assistant", "content": "\nThe jury."}]  # the template's empty reasoning
+    assert ours.format_chat(answered, add_generation_prompt=False) == (
+        expected.removesuffix("<|im_start|>assistant\n")
+        + "<|im_start|>assistant\n<think>\n\n</think>\n\nThe jury.<|im_end|>\n"
+    )
     ids = ours.encode_chat(MESSAGES)
     assert ids.count(ours.special_tokens["<|im_start|>"]) == 5 and ours.decode(ids) == expected
     text = "The verdict, reconsidered: 42 × ünïcödé!"
