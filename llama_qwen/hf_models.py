@@ -261,11 +261,12 @@ def _mirror_folder(repo_id):
     return folder if folder is not None and folder.is_dir() else None
 
 
-def _offline_message(repo_id, filename, err):
+def _offline_message(repo_id, filename, err, local_files_only):
     from huggingface_hub.utils import LocalEntryNotFoundError
 
     if isinstance(err, LocalEntryNotFoundError):
-        reason = "not in the cache nor in the offline mirror, and the hub is not reachable"
+        hub = "local_files_only keeps the hub out" if local_files_only else "the hub cannot be reached"
+        reason = f"in neither the cache nor the offline mirror, and {hub}"
     else:
         reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
     return (
@@ -298,16 +299,13 @@ def hub_file(repo_id, filename, cache_dir=None, optional=False, local_files_only
         raise FileNotFoundError(
             f"{mirror} lacks {filename}: copy it there from https://huggingface.co/{repo_id}"
         )
-    if not local_files_only:
-        local_files_only = hub_offline_unless_reachable()  # offline: fail now, not after retries
+    offline = local_files_only or hub_offline_unless_reachable()  # offline: fail now, not after retries
     try:
-        return Path(
-            hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=local_files_only)
-        )
+        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=offline))
     except Exception as err:  # offline, no such file or repository, a gated one: one line for all of them
         if optional and isinstance(err, EntryNotFoundError):
             return None
-        raise FileNotFoundError(_offline_message(repo_id, filename, err)) from None
+        raise FileNotFoundError(_offline_message(repo_id, filename, err, local_files_only)) from None
 
 
 CHAT_FORMATS = {  # each family's special tokens, and the ones that end an answer
