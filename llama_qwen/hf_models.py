@@ -16,10 +16,10 @@ from llama_qwen.llama3 import Llama3Model
 from llama_qwen.qwen3 import Qwen3Model
 from shared.data import MIRROR_ENV, hub_offline_unless_reachable
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # sharded weights: which file holds which tensor
-TOKENIZER_FILE = "tokenizer.json"
+_CONFIG_FILE = "config.json"
+_WEIGHTS_FILE = "model.safetensors"
+_WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # sharded weights: which file holds which tensor
+_TOKENIZER_FILE = "tokenizer.json"
 # config.json's model_type -> (our class, the transformers class that writes such files)
 HF_MODEL_TYPES = {
     "llama": (Llama3Model, "LlamaForCausalLM"),
@@ -70,7 +70,7 @@ def _rope_settings(hf_cfg, where):
     }
 
 
-def hf_config_to_ours(hf_cfg, where=CONFIG_FILE):
+def hf_config_to_ours(hf_cfg, where=_CONFIG_FILE):
     """Our configuration dict (the keys of LLAMA32_CONFIG_1B, QWEN3_CONFIG_0_6B, QWEN3_CONFIG_30B_A3B) for
     the dict of a Hugging Face ``config.json`` of a Llama, Qwen3 or Qwen3-MoE model. ``where`` names the
     file in errors; a setting these models do not implement raises a ValueError that names it."""
@@ -148,7 +148,7 @@ def _file_source(folder_or_repo_id, cache_dir=None, local_files_only=False):
                 return folder / filename if (folder / filename).is_file() else None
             raise FileNotFoundError(
                 f"{folder.resolve()} has no {filename}: give the folder that save_pretrained wrote "
-                f"({CONFIG_FILE} with {WEIGHTS_FILE}, or with {WEIGHTS_INDEX_FILE} and the files it lists)"
+                f"({_CONFIG_FILE} with {_WEIGHTS_FILE}, or with {_WEIGHTS_INDEX_FILE} and the files it lists)"
             )
 
         return get, str(folder.resolve())
@@ -165,9 +165,9 @@ def _file_source(folder_or_repo_id, cache_dir=None, local_files_only=False):
 
 def _weight_files(get):
     """The model's safetensors files: the shards the index lists, or the one model.safetensors."""
-    index = get(WEIGHTS_INDEX_FILE, optional=True)
+    index = get(_WEIGHTS_INDEX_FILE, optional=True)
     if index is None:
-        return [get(WEIGHTS_FILE)]
+        return [get(_WEIGHTS_FILE)]
     weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}
     if not weight_map:
         raise ValueError(f"{index} lists no tensors ('weight_map'): download or save the model again")
@@ -206,8 +206,8 @@ def _check_weights(model, files, where):
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ValueError(
-            f"the weights in {where} do not fit the model its {CONFIG_FILE} describes: {problems[0]}{more}; "
-            f"keep the {CONFIG_FILE} that was saved with these weights (save_pretrained writes both)"
+            f"the weights in {where} do not fit the model its {_CONFIG_FILE} describes: {problems[0]}{more}; "
+            f"keep the {_CONFIG_FILE} that was saved with these weights (save_pretrained writes both)"
         )
     by_file = {}
     for name, ours in wanted.items():
@@ -225,8 +225,8 @@ def load_hf_model(folder_or_repo_id, device="cpu", dtype=None, cache_dir=None, l
     ``dtype`` (default: the config's, bfloat16 for the released models) is the type of the weights, and
     ``device`` where the model is built. Every tensor's name and shape is checked before any is copied."""
     get, where = _file_source(folder_or_repo_id, cache_dir, local_files_only)
-    hf_cfg = _read_json(get(CONFIG_FILE))
-    cfg = hf_config_to_ours(hf_cfg, where=f"{where}/{CONFIG_FILE}")
+    hf_cfg = _read_json(get(_CONFIG_FILE))
+    cfg = hf_config_to_ours(hf_cfg, where=f"{where}/{_CONFIG_FILE}")
     if dtype is not None:
         cfg["dtype"] = dtype
     model_class = HF_MODEL_TYPES[_hf_model_type(hf_cfg, where)][0]
@@ -251,7 +251,7 @@ def _read_json(path):
 
 def read_hf_config(folder_or_repo_id, cache_dir=None, local_files_only=False):
     """The ``config.json`` of a model folder or hub repository, as a dict."""
-    return _read_json(_file_source(folder_or_repo_id, cache_dir, local_files_only)[0](CONFIG_FILE))
+    return _read_json(_file_source(folder_or_repo_id, cache_dir, local_files_only)[0](_CONFIG_FILE))
 
 
 def _mirror_folder(repo_id):
@@ -272,8 +272,8 @@ def _offline_message(repo_id, filename, err, local_files_only):
     return (
         f"could not get {filename} of {repo_id} ({reason}). With internet it downloads by itself (a "
         "gated model such as meta-llama's after you accept its license on the hub and log in with "
-        f"`hf auth login`). Offline: download {CONFIG_FILE}, {TOKENIZER_FILE} and {WEIGHTS_FILE} (or "
-        f"{WEIGHTS_INDEX_FILE} and the files it lists) from https://huggingface.co/{repo_id} and pass their "
+        f"`hf auth login`). Offline: download {_CONFIG_FILE}, {_TOKENIZER_FILE} and {_WEIGHTS_FILE} (or "
+        f"{_WEIGHTS_INDEX_FILE} and the files it lists) from https://huggingface.co/{repo_id} and pass their "
         f"folder to load_hf_model, or put them in the folder {repo_id.replace('/', '--')} of ${MIRROR_ENV}"
     )
 
@@ -363,12 +363,12 @@ def _read_tokenizer(tokenizer_file):
 
     path = Path(tokenizer_file)
     if not path.is_file():
-        raise FileNotFoundError(f"no file {path.resolve()}: give the path of the model's {TOKENIZER_FILE}")
+        raise FileNotFoundError(f"no file {path.resolve()}: give the path of the model's {_TOKENIZER_FILE}")
     try:
         return Tokenizer.from_file(str(path))
     except Exception as err:  # the tokenizers package raises plain Exceptions for bad files
         raise ValueError(
-            f"{path.resolve()} is not a {TOKENIZER_FILE} ({err}): download or save it again"
+            f"{path.resolve()} is not a {_TOKENIZER_FILE} ({err}): download or save it again"
         ) from None
 
 
@@ -437,14 +437,10 @@ def load_hf_tokenizer(folder_or_repo_id, cache_dir=None, local_files_only=False)
     """The ChatTokenizer of a model folder or hub repository (its tokenizer.json, found as load_hf_model
     finds the weights)."""
     get, _ = _file_source(folder_or_repo_id, cache_dir, local_files_only)
-    return ChatTokenizer(get(TOKENIZER_FILE))
+    return ChatTokenizer(get(_TOKENIZER_FILE))
 
 
 __all__ = [
-    "CONFIG_FILE",
-    "WEIGHTS_FILE",
-    "WEIGHTS_INDEX_FILE",
-    "TOKENIZER_FILE",
     "HF_MODEL_TYPES",
     "hf_config_to_ours",
     "hf_key_map",
