@@ -68,7 +68,23 @@ def test_a_replaced_file_keeps_its_mode(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.read_text() == "new"
 
 
-def test_ctrl_c_during_a_write_takes_effect_once_the_file_is_in_place(tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler (KeyboardInterrupt), as in a terminal. A process started in the
+    background (``cmd &`` in a script, ``nohup``) inherits SIGINT ignored, and Python then installs none."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def ctrl_c_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_write_takes_effect_once_the_file_is_in_place(tmp_path, ctrl_c_raises):
     path = tmp_path / "f.bin"
     path.write_bytes(b"old")
     with pytest.raises(KeyboardInterrupt):
@@ -80,3 +96,14 @@ def test_ctrl_c_during_a_write_takes_effect_once_the_file_is_in_place(tmp_path):
     assert path.read_bytes() == b"first half, second half"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_an_ignored_ctrl_c_stays_ignored_during_a_write(tmp_path, ctrl_c_ignored):
+    path = tmp_path / "f.bin"
+    with atomic_write(path) as f:
+        f.write(b"first half, ")
+        os.kill(os.getpid(), signal.SIGINT)  # a background job's Ctrl-C: ignored before, ignored after
+        time.sleep(0.01)
+        f.write(b"second half")
+    assert path.read_bytes() == b"first half, second half"
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # put back

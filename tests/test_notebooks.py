@@ -173,3 +173,15 @@ def test_the_rules_see_tags_comments_and_tracebacks():
     assert any(MACHINE_PATH.search(text) for text in _output_texts(error))
     for path in [r"C:\Users\me\x.py", "/var/folders/ab/T/x", "/content/course", "/opt/conda/lib/x.py"]:
         assert MACHINE_PATH.search(path), path
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=str)
+def test_figures_show_whatever_backend_the_environment_sets(notebook):
+    """A figure shows in the notebook only through the inline backend. Jupyter picks it by default, but a
+    ``MPLBACKEND`` set in the environment (``Agg`` is common on servers and in CI) wins, and the figure is
+    then drawn off screen and never shown: ``%matplotlib inline`` must come before the first figure."""
+    for i, cell in enumerate(_code_cells(_load(notebook))):
+        if re.search(r"^\s*%matplotlib inline\s*$", _source(cell), re.M):
+            return
+        shows_a_figure = any("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
+        assert not shows_a_figure, f"code cell {i} shows a figure before any `%matplotlib inline`"
