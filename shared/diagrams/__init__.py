@@ -10,3 +10,4 @@ from shared.diagrams._draw import BLUE, GREEN, GREY, ORANGE, PURPLE, RED  # noqa
 from shared.diagrams.chapter_5 import *  # noqa: F403
 from shared.diagrams.chapters_2_to_4 import *  # noqa: F403
 from shared.diagrams.chapters_6_and_7 import *  # noqa: F403
+from shared.diagrams.dpo import *  # noqa: F403
