@@ -39,6 +39,7 @@ GPT2_SIZES = {
     "ch06_classifier/ch06.ipynb": ("gpt2-small (124M)",),
     "ch06_classifier/appendix_e_lora.ipynb": ("gpt2-small (124M)",),
     "ch07_instruct/ch07.ipynb": ("gpt2-medium (355M)",),
+    "ch07_instruct/dpo.ipynb": ("gpt2-medium (355M)",),
 }
 
 

@@ -7,7 +7,7 @@ steps, and GPT-2's weights replaced by stand-ins with random values that ``trans
 format into a temporary Hugging Face cache (``standin_gpt2.py``): the notebooks load them on their ordinary
 path. After the last cell, a check (``--check``) asserts that the models and settings were the book's.
 
-It takes about 37 minutes on a 2-core CPU and writes about 8 GB of stand-in weights, so it is not part of
+It takes about 48 minutes on a 2-core CPU and writes about 8 GB of stand-in weights, so it is not part of
 the default run (``pyproject.toml`` deselects the marker). Run it with::
 
     pytest -m full_smoke tests/test_full_smoke.py
@@ -59,6 +59,11 @@ assert len(val_accs) == 1
 assert BASE_CONFIG == get_gpt_config("gpt2-medium (355M)", qkv_bias=True, drop_rate=0.0), BASE_CONFIG
 assert len(train_data) == 935 and len(test_with_responses) == MAX_STEPS
 assert len(alpaca_losses) >= 1  # the Alpaca exercise ran, on the stand-in file
+""",
+    "ch07_instruct/dpo.ipynb": """
+assert model.cfg == get_gpt_config("gpt2-medium (355M)", qkv_bias=True, drop_rate=0.0), model.cfg
+assert tokenizer.n_vocab == 50257 and len(train_pairs) == 468 and BETA == 0.1 and DPO_LR == 5e-6
+assert len(tracking["batch_losses"]) == MAX_STEPS and len(tracking["val_losses"]) == 1
 """,
 }
 

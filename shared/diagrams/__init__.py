@@ -11,4 +11,5 @@ from shared.diagrams.appendix_a import *  # noqa: F403
 from shared.diagrams.chapter_5 import *  # noqa: F403
 from shared.diagrams.chapters_2_to_4 import *  # noqa: F403
 from shared.diagrams.chapters_6_and_7 import *  # noqa: F403
+from shared.diagrams.dpo import *  # noqa: F403
 from shared.diagrams.llama_qwen import *  # noqa: F403
