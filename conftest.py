@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 # pytest-xdist's workers for `-n auto` (pyproject.toml): one per core, at most this many, since each holds a
 # notebook's models and data (up to 4 GB).
 MAX_WORKERS = 4
@@ -28,3 +30,16 @@ def pytest_configure(config):
 
 def pytest_xdist_auto_num_workers(config):
     return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def one_thread():
+    """One PyTorch thread while a test runs. Tiny models gain nothing from more, and where other programs
+    share the cores, several threads wait for each other at every operation (a forward pass of a few
+    milliseconds then takes seconds)."""
+    import torch  # here, not at the top: pytest_configure sets the thread variables before torch loads
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -141,15 +141,6 @@ def _fixed_items():
     ]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train much faster on one thread on a busy CPU (two threads wait for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _Loader(list):
     """A list of batches with a length, which is all the training loop needs from a DataLoader."""
 

@@ -60,6 +60,10 @@ assert BASE_CONFIG == get_gpt_config("gpt2-medium (355M)", qkv_bias=True, drop_r
 assert len(train_data) == 935 and len(test_with_responses) == MAX_STEPS
 assert len(alpaca_losses) >= 1  # the Alpaca exercise ran, on the stand-in file
 """,
+    "llama_qwen/gpt_to_llama.ipynb": "assert TRAIN_SIZE['emb_dim'] == 768 and TRAIN_SIZE['n_layers'] == 12",
+    "llama_qwen/qwen3.ipynb": "assert dense_cfg == QWEN3_CONFIG_0_6B",
+    # offline, full mode reaches the released Qwen3-0.6B through the hub's cache or the mirror, else says so
+    "llama_qwen/hf_models.ipynb": "assert MODE == 'full' and FULL_MODEL == 'Qwen/Qwen3-0.6B'",
     "ch07_instruct/dpo.ipynb": """
 assert model.cfg == get_gpt_config("gpt2-medium (355M)", qkv_bias=True, drop_rate=0.0), model.cfg
 assert tokenizer.n_vocab == 50257 and len(train_pairs) == 468 and BETA == 0.1 and DPO_LR == 5e-6

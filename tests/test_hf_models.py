@@ -30,6 +30,8 @@ from llama_qwen.llama3 import Llama3Model
 from llama_qwen.qwen3 import MoEFeedForward, Qwen3Model
 from shared.data import sha256_of
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
+
 transformers = pytest.importorskip("transformers")  # listed in requirements: never skipped in CI
 
 NUM_TOKENS = 48  # past the scaled RoPE's original context of 16, and two prefill chunks for the cache
@@ -81,15 +83,6 @@ def _qwen3_moe():
 
 
 REFERENCES = {"llama": _llama, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine the threads wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,8 @@ from llama_qwen.llama3 import (  # noqa: E402
     compute_rope_params,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
+
 TOL = 1e-4
 SEQ_LEN = 48  # > 16 = original_max_position_embeddings: the scaled frequencies matter
 ROPE_FREQ = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_context_length": 16}
@@ -105,15 +107,6 @@ def _copy_hf_weights(hf, model):
             new[f"trf_blocks.{i}.{ours}.weight"] = sd[f"model.layers.{i}.{theirs}.weight"]
     model.load_state_dict(new, strict=True)
     return model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster than several, most of all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["tied", "untied"])

@@ -18,6 +18,8 @@ from llama_qwen.qwen3 import (
     count_active_parameters,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see conftest.py
+
 transformers = pytest.importorskip("transformers")  # listed in requirements: never skipped in CI
 
 TINY = {
@@ -39,15 +41,6 @@ TINY_MOE = {
     "moe_intermediate_size": 24,
     "norm_topk_prob": True,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine the threads wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _hf_moe_block(norm_topk_prob, top_k):
