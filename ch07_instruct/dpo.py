@@ -297,6 +297,16 @@ def _check_reference(policy_model, reference_model, optimizer):
         )
 
 
+def _check_dpo_training(policy_model, reference_model, train_loader, optimizer, beta, counts):
+    """train_model_dpo_simple's checks, before any step; ``counts``: its whole-number arguments by name."""
+    _check_beta(beta)
+    for name, value in counts.items():
+        positive_int(name, value, allow_none=name == "max_steps")
+    if len(train_loader) == 0:
+        raise ValueError("the training loader yields no batches: give it at least one batch of pairs")
+    _check_reference(policy_model, reference_model, optimizer)
+
+
 TRACKING_KEYS = tuple(
     f"{split}_{name}"
     for split in ("train", "val")
@@ -338,22 +348,14 @@ def train_model_dpo_simple(
     max_steps=None,
     progress=True,
 ):
-    """DPO in the shape of chapter 5's train_model_simple: for each batch of pairs, the DPO loss of the
-    policy against the reference, backpropagated, one optimizer step (for the policy's parameters only).
-    The reference model is put in eval mode with its gradients off, and stays unchanged.
+    """DPO in the shape of chapter 5's train_model_simple: for each batch of pairs, the DPO loss of the policy
+    against the reference (put in eval mode, gradients off, unchanged), backpropagated, one optimizer step.
 
-    Every ``eval_freq`` steps it records the loss and the mean rewards over ``eval_iter`` batches of each
-    loader; after every epoch it prints a sample continuing ``start_context`` (if given, with ``tokenizer``).
-    Returns ``tracking``, a dict of lists (TRACKING_KEYS): ``train_losses``, ``train_chosen_rewards``,
-    ``train_rejected_rewards``, ``train_reward_margins`` (chosen minus rejected), the same for ``val``,
-    ``tokens_seen`` and ``steps`` at each record, and every step's ``batch_losses`` and ``batch_margins``."""
-    _check_beta(beta)
-    for name, value in (("num_epochs", num_epochs), ("eval_freq", eval_freq), ("eval_iter", eval_iter)):
-        positive_int(name, value)
-    positive_int("max_steps", max_steps, allow_none=True)
-    if len(train_loader) == 0:
-        raise ValueError("the training loader yields no batches: give it at least one batch of pairs")
-    _check_reference(policy_model, reference_model, optimizer)
+    Every ``eval_freq`` steps it records the loss and mean rewards over ``eval_iter`` batches of each loader
+    (``tracking``, the dict of lists it returns, keys TRACKING_KEYS), and every step's loss and margin; after
+    every epoch it prints a sample continuing ``start_context`` (if given, with ``tokenizer``)."""
+    counts = dict(num_epochs=num_epochs, eval_freq=eval_freq, eval_iter=eval_iter, max_steps=max_steps)
+    _check_dpo_training(policy_model, reference_model, train_loader, optimizer, beta, counts)
     reference_model.eval().requires_grad_(False)
     tracking = {key: [] for key in TRACKING_KEYS}
     tokens_seen, global_step = 0, -1
@@ -384,10 +386,8 @@ def train_model_dpo_simple(
         if global_step + 1 == max_steps:  # a short run ends here, without a sample
             break
         if start_context is not None and tokenizer is not None:
-            sample_device = next(policy_model.parameters()).device
-            generate_and_print_sample(
-                policy_model, tokenizer, sample_device, start_context, print_fn=bar.print
-            )
+            where = next(policy_model.parameters()).device
+            generate_and_print_sample(policy_model, tokenizer, where, start_context, print_fn=bar.print)
     bar.close()
     return tracking
 

@@ -185,3 +185,14 @@ def test_figures_show_whatever_backend_the_environment_sets(notebook):
             return
         shows_a_figure = any("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
         assert not shows_a_figure, f"code cell {i} shows a figure before any `%matplotlib inline`"
+
+
+MAX_CELL_LINES = 60
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=str)
+def test_code_cells_are_short_enough_to_read(notebook):
+    """A learner reads a code cell at once: at most 60 lines, the `#| export` marker included."""
+    for i, cell in enumerate(_code_cells(_load(notebook))):
+        lines = len(_source(cell).splitlines())
+        assert lines <= MAX_CELL_LINES, f"code cell {i} has {lines} lines: split it where its subject changes"
