@@ -241,9 +241,9 @@ def _bf16_forwards(modules, device, batched=False):
     kernel is missing; at batch 1 with the kernel, only the prompt has several rows, and it goes through
     nn.Linear's product. The forwards are made at the first step and kept while the weight and bias are
     unchanged (same addresses, same in-place version of the weight)."""
-    if device.type != "cpu" or not _onednn_bf16():
+    if device.type != "cpu" or not (_onednn_bf16() or bf16_gemv()):
         return {}
-    pack = batched or bf16_gemv() is None
+    pack = _onednn_bf16() and (batched or bf16_gemv() is None)  # (oneDNN capped below bf16: the kernel alone)
     forwards = {}
     for module in modules:
         if isinstance(module, nn.Linear) and module.weight.dtype == torch.bfloat16:

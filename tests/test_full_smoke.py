@@ -7,7 +7,7 @@ steps, and GPT-2's weights replaced by stand-ins with random values that ``trans
 format into a temporary Hugging Face cache (``standin_gpt2.py``): the notebooks load them on their ordinary
 path. After the last cell, a check (``--check``) asserts that the models and settings were the book's.
 
-It takes about 48 minutes on a 2-core CPU and writes about 8 GB of stand-in weights, so it is not part of
+It takes about 51 minutes on a 2-core CPU and writes about 8 GB of stand-in weights, so it is not part of
 the default run (``pyproject.toml`` deselects the marker). Run it with::
 
     pytest -m full_smoke tests/test_full_smoke.py
