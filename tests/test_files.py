@@ -69,22 +69,17 @@ def test_a_replaced_file_keeps_its_mode(tmp_path):
 
 
 @pytest.fixture
-def ctrl_c_raises():
-    """Python's own Ctrl-C handler (KeyboardInterrupt), as in a terminal. A process started in the
-    background (``cmd &`` in a script, ``nohup``) inherits SIGINT ignored, and Python then installs none."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
+def sigint_handler(request):
+    """Ctrl-C (SIGINT) handled by ``request.param`` during the test, then put back. A terminal gives Python
+    its own handler (KeyboardInterrupt); a process started in the background (``cmd &`` in a script,
+    ``nohup``) inherits SIGINT ignored, and Python then installs none: each test sets the one it means."""
+    previous = signal.signal(signal.SIGINT, request.param)
+    yield request.param
     signal.signal(signal.SIGINT, previous)
 
 
-@pytest.fixture
-def ctrl_c_ignored():
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
-def test_ctrl_c_during_a_write_takes_effect_once_the_file_is_in_place(tmp_path, ctrl_c_raises):
+@pytest.mark.parametrize("sigint_handler", [signal.default_int_handler], indirect=True, ids=["terminal"])
+def test_ctrl_c_during_a_write_takes_effect_once_the_file_is_in_place(tmp_path, sigint_handler):
     path = tmp_path / "f.bin"
     path.write_bytes(b"old")
     with pytest.raises(KeyboardInterrupt):
@@ -98,7 +93,8 @@ def test_ctrl_c_during_a_write_takes_effect_once_the_file_is_in_place(tmp_path, 
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
-def test_an_ignored_ctrl_c_stays_ignored_during_a_write(tmp_path, ctrl_c_ignored):
+@pytest.mark.parametrize("sigint_handler", [signal.SIG_IGN], indirect=True, ids=["background"])
+def test_an_ignored_ctrl_c_stays_ignored_during_a_write(tmp_path, sigint_handler):
     path = tmp_path / "f.bin"
     with atomic_write(path) as f:
         f.write(b"first half, ")
